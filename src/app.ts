@@ -1,0 +1,142 @@
+import { mkdirSync } from "node:fs";
+import { resolve } from "node:path";
+import { AccessPolicy } from "./access/policy.ts";
+import { CommandRouter } from "./commands/router.ts";
+import type { BotConfig } from "./config/schema.ts";
+import { startHttpServer } from "./http/server.ts";
+import type { Logger } from "./log.ts";
+import { DurableMatrixClient, resolveAccessToken } from "./matrix/bot-client.ts";
+import { MessageIntake } from "./matrix/intake.ts";
+import { RoomMembership } from "./matrix/rooms.ts";
+import { MatrixSender } from "./matrix/sender.ts";
+import { OpencodeBackend } from "./opencode/backend.ts";
+import { OpencodeConnection } from "./opencode/connection.ts";
+import { startEmbeddedOpencode, type EmbeddedServer } from "./opencode/embedded-server.ts";
+import { openDatabase } from "./store/db.ts";
+import { Inbox } from "./store/inbox.ts";
+import { KeyValue } from "./store/key-value.ts";
+import { SqliteSyncStorage } from "./store/sync-storage.ts";
+import { ThreadStore } from "./store/threads.ts";
+import { TurnStore } from "./store/turns.ts";
+
+export interface RunningBot {
+  userId: string;
+  httpPort: number;
+  opencodeUrl: string;
+  stop(): Promise<void>;
+}
+
+const waitFor = async (check: () => boolean, timeoutMs: number): Promise<boolean> => {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return true;
+};
+
+/** Wires the parts together and starts them; the flow is Matrix → router → backend → renderer → Matrix. */
+export async function startBot(config: BotConfig, log: Logger): Promise<RunningBot> {
+  const db = openDatabase(config.database.path);
+  const kv = new KeyValue(db);
+  const inbox = new Inbox(db);
+  const threads = new ThreadStore(db);
+  const turns = new TurnStore(db);
+  const notBefore = Number(kv.getOrSet("bot.first_start_ms", String(Date.now())));
+  const workspaceDir = resolve(config.opencode.workspaceDir);
+  mkdirSync(workspaceDir, { recursive: true });
+
+  let embedded: EmbeddedServer | undefined;
+  if (config.opencode.serverUrl === undefined) {
+    const ocLog = log.child({ component: "opencode-server" });
+    embedded = await startEmbeddedOpencode({ cwd: workspaceDir, onLog: (line) => ocLog.debug(line) });
+    log.info({ url: embedded.url, pid: embedded.pid }, "started embedded OpenCode server");
+  }
+  const opencodeUrl = config.opencode.serverUrl ?? (embedded as EmbeddedServer).url;
+  const conn = new OpencodeConnection({
+    url: opencodeUrl,
+    directory: workspaceDir,
+    healthCheckIntervalMs: config.opencode.healthCheckIntervalMs,
+    maxRetries: config.opencode.maxRetries,
+    retryDelayMs: config.opencode.retryDelayMs,
+    username: config.opencode.username,
+    password: config.opencode.password,
+    log: log.child({ component: "opencode" }),
+  });
+
+  const accessToken = await resolveAccessToken(config.matrix, kv);
+  const client = new DurableMatrixClient(config.matrix.homeserverUrl, accessToken, new SqliteSyncStorage(db));
+  const userId = await client.getUserId();
+  const sender = new MatrixSender(client, log.child({ component: "matrix" }));
+  const access = new AccessPolicy(config.access.allowedUsers, config.access.strangerNoticeIntervalMs);
+  const backend = new OpencodeBackend({
+    db, conn, threads, turns, inbox, sender, workspaceDir,
+    log: log.child({ component: "turns" }),
+    editWindowMs: config.rendering.editWindowMs,
+  });
+  const router = new CommandRouter({ prefix: config.commands.prefix, botUserId: userId, access, threads, opencode: backend, sender, log });
+  const intake = new MessageIntake({ inbox, handler: (m) => router.handle(m), log, notBefore });
+  const rooms = new RoomMembership({ client, access, sender, db, log });
+
+  client.on("room.message", (roomId: string, event: Record<string, unknown>) => intake.accept(roomId, event));
+  client.on("room.invite", (roomId: string, event: { sender?: string }) => void rooms.onInvite(roomId, event));
+  client.on("room.join", (roomId: string) => void rooms.onJoin(roomId));
+  client.on("room.event", (roomId: string, event: { type?: string; sender?: string }) => {
+    if (event.type === "m.room.encrypted" && event.sender !== userId) void rooms.tellEncrypted(roomId);
+  });
+
+  conn.onState((state) => {
+    log.info({ state, url: conn.url }, "OpenCode connection");
+    if (state === "connected") void backend.reconcile().catch((err: unknown) => log.error({ err }, "reconcile failed"));
+  });
+  conn.start();
+  if (!(await waitFor(() => conn.state === "connected", 15_000))) log.warn({ url: opencodeUrl }, "OpenCode is not reachable yet; will keep trying");
+
+  const replayed = intake.replayPending();
+  if (replayed > 0) log.info({ replayed }, "resuming messages accepted before the last stop");
+  await client.start();
+
+  const http = await startHttpServer({
+    host: config.http.host,
+    port: config.http.port,
+    log,
+    health: async () => {
+      const syncAgeMs = client.lastSyncAt === 0 ? null : Date.now() - client.lastSyncAt;
+      const matrixOk = syncAgeMs !== null && syncAgeMs < 90_000 && client.lastSyncError === undefined;
+      let dbOk = true;
+      try {
+        db.prepare("SELECT 1").get();
+      } catch {
+        dbOk = false;
+      }
+      const ocOk = conn.state === "connected";
+      return {
+        ok: matrixOk && dbOk && ocOk,
+        matrix: { ok: matrixOk, userId, lastSyncAgeMs: syncAgeMs, error: client.lastSyncError ?? null },
+        opencode: [{ ok: ocOk, url: conn.url, state: conn.state, reconnects: conn.reconnects, error: conn.lastError ?? null }],
+        database: { ok: dbOk },
+        activeTurns: backend.activeTurns,
+      };
+    },
+  });
+  log.info({ userId, httpPort: http.port, opencodeUrl }, "bot ready");
+
+  let stopping: Promise<void> | undefined;
+  return {
+    userId,
+    httpPort: http.port,
+    opencodeUrl,
+    stop: () =>
+      (stopping ??= (async () => {
+        log.info("stopping: no new work, finishing replies in flight");
+        client.stop();
+        await intake.drain();
+        await backend.settle();
+        await conn.stop();
+        await http.close();
+        if (embedded) await embedded.stop();
+        db.close();
+        log.info("stopped");
+      })()),
+  };
+}

@@ -1,0 +1,71 @@
+import { z } from "zod";
+
+// Every key the bot understands, with its default, in one place. The example file in
+// config/config.example.yaml documents the same keys; a unit test keeps the two in step.
+
+const matrixId = z.string().regex(/^@[^:\s]+:\S+$/, "must be a Matrix user id like @bot:example.org");
+const httpUrl = z.string().url().refine((u) => /^https?:\/\//.test(u), "must be an http(s) URL");
+
+export const configSchema = z.object({
+  matrix: z
+    .object({
+      homeserverUrl: httpUrl,
+      accessToken: z.string().min(1).optional(),
+      userId: matrixId.optional(),
+      password: z.string().min(1).optional(),
+      deviceName: z.string().default("agent-bot"),
+    })
+    .strict()
+    .refine((m) => m.accessToken !== undefined || (m.userId !== undefined && m.password !== undefined), {
+      message: "set matrix.accessToken, or both matrix.userId and matrix.password",
+      path: ["accessToken"],
+    }),
+  access: z
+    .object({
+      // Glob patterns of Matrix user ids: "@*:example.org", "@alice:example.org".
+      allowedUsers: z.array(z.string().min(1)).min(1, "list at least one user or pattern"),
+      // How often a stranger may be told they are not allowed, per room.
+      strangerNoticeIntervalMs: z.number().int().min(0).default(600_000),
+    })
+    .strict(),
+  commands: z
+    .object({
+      prefix: z.string().regex(/^\S+$/, "must be one word without spaces").default("!oc"),
+    })
+    .strict()
+    .default({ prefix: "!oc" }),
+  opencode: z
+    .object({
+      // Empty: the bot starts its own `opencode serve` on a free loopback port.
+      serverUrl: httpUrl.optional(),
+      workspaceDir: z.string().min(1).default("./workspace"),
+      healthCheckIntervalMs: z.number().int().positive().default(5000),
+      maxRetries: z.number().int().min(0).default(3),
+      retryDelayMs: z.number().int().positive().default(1000),
+      username: z.string().optional(),
+      password: z.string().optional(),
+    })
+    .strict()
+    .default({ workspaceDir: "./workspace", healthCheckIntervalMs: 5000, maxRetries: 3, retryDelayMs: 1000 }),
+  rendering: z
+    .object({
+      // Streamed text is coalesced into one edit per window: fewer requests, same final text.
+      editWindowMs: z.number().int().min(50).default(1000),
+    })
+    .strict()
+    .default({ editWindowMs: 1000 }),
+  database: z.object({ path: z.string().min(1).default("./data/bot.db") }).strict().default({ path: "./data/bot.db" }),
+  http: z
+    .object({
+      port: z.number().int().min(0).max(65535).default(8080),
+      host: z.string().default("127.0.0.1"),
+    })
+    .strict()
+    .default({ port: 8080, host: "127.0.0.1" }),
+  log: z
+    .object({ level: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info") })
+    .strict()
+    .default({ level: "info" }),
+});
+
+export type BotConfig = z.infer<typeof configSchema>;

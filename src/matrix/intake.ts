@@ -1,0 +1,69 @@
+import type { Logger } from "../log.ts";
+import type { Inbox } from "../store/inbox.ts";
+import { parseMessage, type IncomingMessage } from "./inbound.ts";
+
+type Handler = (msg: IncomingMessage) => Promise<void>;
+
+/**
+ * Takes room messages from the sync loop into the durable inbox and processes them one at a
+ * time per room, in order, each exactly once. Messages older than the bot's very first start
+ * are history, not requests.
+ */
+export class MessageIntake {
+  private readonly inbox: Inbox;
+  private readonly handler: Handler;
+  private readonly log: Logger;
+  private readonly notBefore: number;
+  private readonly chains = new Map<string, Promise<void>>();
+  private accepting = true;
+
+  constructor(opts: { inbox: Inbox; handler: Handler; log: Logger; notBefore: number }) {
+    this.inbox = opts.inbox;
+    this.handler = opts.handler;
+    this.log = opts.log;
+    this.notBefore = opts.notBefore;
+  }
+
+  /** Called synchronously from the sync handler, so the event is stored before the sync token moves on. */
+  accept(roomId: string, raw: Record<string, unknown>): void {
+    if (!this.accepting) return; // not stored: the next process gets it from the sync again
+    const msg = parseMessage(roomId, raw);
+    if (!msg || msg.timestamp < this.notBefore) return;
+    if (!this.inbox.accept(roomId, raw as Record<string, unknown> & { event_id: string })) return;
+    this.enqueue(msg);
+  }
+
+  /** Re-queues what a previous process accepted but did not finish. */
+  replayPending(): number {
+    const pending = this.inbox.pending();
+    for (const p of pending) {
+      const msg = parseMessage(p.roomId, p.event);
+      if (msg) this.enqueue(msg);
+      else this.inbox.markDone(p.eventId);
+    }
+    return pending.length;
+  }
+
+  /** Stops taking new events and waits for those in hand. */
+  async drain(): Promise<void> {
+    this.accepting = false;
+    await Promise.all([...this.chains.values()]);
+  }
+
+  private enqueue(msg: IncomingMessage): void {
+    const prev = this.chains.get(msg.roomId) ?? Promise.resolve();
+    const next = prev.then(async () => {
+      if (this.inbox.isDone(msg.eventId)) return;
+      try {
+        await this.handler(msg);
+      } catch (err) {
+        this.log.error({ err, roomId: msg.roomId, eventId: msg.eventId }, "failed to handle a message");
+      }
+      this.inbox.markDone(msg.eventId);
+    });
+    this.chains.set(msg.roomId, next);
+    void next.then(() => {
+      if (this.chains.get(msg.roomId) === next) this.chains.delete(msg.roomId);
+    });
+  }
+}

@@ -1,0 +1,88 @@
+import type { MatrixClient } from "matrix-bot-sdk";
+import type { Logger } from "../log.ts";
+import type { MessageContent } from "./content.ts";
+
+export class RateLimitedError extends Error {
+  override name = "RateLimitedError";
+  readonly retryAfterMs: number;
+  constructor(retryAfterMs: number) {
+    super(`rate limited by the homeserver for ${retryAfterMs} ms`);
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/** The wait a homeserver asked for, if `err` is an M_LIMIT_EXCEEDED (matrix-bot-sdk does not retry those). */
+export function rateLimitDelay(err: unknown): number | undefined {
+  if (typeof err !== "object" || err === null) return undefined;
+  const e = err as { errcode?: string; retryAfterMs?: number; body?: { errcode?: string; retry_after_ms?: number }; statusCode?: number };
+  const code = e.errcode ?? e.body?.errcode;
+  if (code !== "M_LIMIT_EXCEEDED" && e.statusCode !== 429) return undefined;
+  return e.retryAfterMs ?? e.body?.retry_after_ms ?? 1000;
+}
+
+export interface SendCounters {
+  requests: number;
+  rateLimited: number;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * All of the bot's writes to Matrix go through here: one place that counts requests and
+ * honours the homeserver's rate limits.
+ */
+export class MatrixSender {
+  readonly counters: SendCounters = { requests: 0, rateLimited: 0 };
+  private readonly client: MatrixClient;
+  private readonly log: Logger;
+  private readonly onRateLimited: (() => void) | undefined;
+
+  constructor(client: MatrixClient, log: Logger, onRateLimited?: () => void) {
+    this.client = client;
+    this.log = log;
+    this.onRateLimited = onRateLimited;
+  }
+
+  /**
+   * Sends an event. With `retry` (the default) a 429 is waited out and the same content sent
+   * again; without it the caller gets a RateLimitedError and decides what to send next
+   * (a streaming edit sends its newest state instead of a stale one).
+   */
+  async send(roomId: string, content: MessageContent, opts: { type?: string; retry?: boolean } = {}): Promise<string> {
+    const type = opts.type ?? "m.room.message";
+    for (let attempt = 0; ; attempt++) {
+      this.counters.requests++;
+      try {
+        return await this.client.sendEvent(roomId, type, content);
+      } catch (err) {
+        const wait = rateLimitDelay(err);
+        if (wait === undefined) throw err;
+        this.counters.rateLimited++;
+        this.onRateLimited?.();
+        if (opts.retry === false) throw new RateLimitedError(wait);
+        if (attempt >= 20) throw err;
+        this.log.warn({ roomId, waitMs: wait }, "homeserver rate limit; waiting");
+        await sleep(wait);
+      }
+    }
+  }
+
+  async react(roomId: string, eventId: string, key: string): Promise<string | undefined> {
+    try {
+      return await this.send(roomId, { "m.relates_to": { rel_type: "m.annotation", event_id: eventId, key } }, { type: "m.reaction" });
+    } catch (err) {
+      // A reaction is decoration: failing to add one must never fail the work it decorates.
+      this.log.warn({ err, roomId, eventId }, "could not react");
+      return undefined;
+    }
+  }
+
+  async redact(roomId: string, eventId: string, reason?: string): Promise<void> {
+    this.counters.requests++;
+    try {
+      await this.client.redactEvent(roomId, eventId, reason);
+    } catch (err) {
+      this.log.warn({ err, roomId, eventId }, "could not redact");
+    }
+  }
+}

@@ -1,0 +1,151 @@
+import { createOpencodeClient, type Event, type OpencodeClient } from "@opencode-ai/sdk/v2";
+import type { Logger } from "../log.ts";
+
+export type ConnectionState = "connecting" | "connected" | "disconnected";
+
+export interface ConnectionOptions {
+  url: string;
+  directory: string;
+  healthCheckIntervalMs: number;
+  maxRetries: number;
+  retryDelayMs: number;
+  username?: string | undefined;
+  password?: string | undefined;
+  log: Logger;
+}
+
+type EventHandler = (event: Event, directory: string) => void;
+type StateHandler = (state: ConnectionState, detail: { attempt: number; error?: string }) => void;
+
+/**
+ * One OpenCode server: an SDK client and the server's single global event stream, kept open
+ * across server restarts. Reconnects quickly `maxRetries` times (delay doubling from
+ * `retryDelayMs`), then keeps trying every `healthCheckIntervalMs` for as long as it takes.
+ */
+export class OpencodeConnection {
+  readonly url: string;
+  readonly client: OpencodeClient;
+  state: ConnectionState = "connecting";
+  reconnects = 0;
+  lastError: string | undefined;
+  private readonly opts: ConnectionOptions;
+  private readonly eventHandlers: EventHandler[] = [];
+  private readonly stateHandlers: StateHandler[] = [];
+  private stopped = false;
+  private abort: AbortController | null = null;
+  private healthTimer: NodeJS.Timeout | null = null;
+  private loop: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+
+  constructor(opts: ConnectionOptions) {
+    this.opts = opts;
+    this.url = opts.url;
+    const headers: Record<string, string> = {};
+    if (opts.username !== undefined && opts.password !== undefined) {
+      headers.authorization = `Basic ${Buffer.from(`${opts.username}:${opts.password}`).toString("base64")}`;
+    }
+    this.client = createOpencodeClient({ baseUrl: opts.url, directory: opts.directory, headers });
+  }
+
+  onEvent(h: EventHandler): void {
+    this.eventHandlers.push(h);
+  }
+
+  onState(h: StateHandler): void {
+    this.stateHandlers.push(h);
+  }
+
+  start(): void {
+    this.loop = this.run();
+    this.healthTimer = setInterval(() => void this.checkHealth(), this.opts.healthCheckIntervalMs);
+    this.healthTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.healthTimer) clearInterval(this.healthTimer);
+    this.abort?.abort();
+    this.wake?.();
+    await this.loop;
+  }
+
+  /** True when the server answers its health endpoint. */
+  async healthy(timeoutMs = 2000): Promise<boolean> {
+    try {
+      const res = await fetch(new URL("/global/health", this.url), { signal: AbortSignal.timeout(timeoutMs), headers: this.authHeaders() });
+      return res.ok;
+    } catch {
+      return false;
+    }
+  }
+
+  private authHeaders(): Record<string, string> {
+    const { username, password } = this.opts;
+    return username !== undefined && password !== undefined
+      ? { authorization: `Basic ${Buffer.from(`${username}:${password}`).toString("base64")}` }
+      : {};
+  }
+
+  private async checkHealth(): Promise<void> {
+    if (this.state !== "connected") return;
+    if (!(await this.healthy())) {
+      // A server that stopped answering may leave the stream open but silent; drop it and reconnect.
+      this.opts.log.warn({ url: this.url }, "OpenCode health check failed; reconnecting");
+      this.abort?.abort();
+    }
+  }
+
+  private setState(state: ConnectionState, attempt: number, error?: string): void {
+    if (this.state === state) return;
+    this.state = state;
+    for (const h of this.stateHandlers) h(state, error === undefined ? { attempt } : { attempt, error });
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    while (!this.stopped) {
+      this.abort = new AbortController();
+      try {
+        const { stream } = await this.client.global.event({ signal: this.abort.signal, sseMaxRetryAttempts: 1 });
+        for await (const global of stream) {
+          if (this.state !== "connected") {
+            if (failures > 0 || this.reconnects > 0) this.reconnects++;
+            failures = 0;
+            this.lastError = undefined;
+            this.setState("connected", 0);
+          }
+          this.dispatch(global as { directory?: string; payload?: Event });
+        }
+        if (!this.stopped) this.lastError = "event stream ended";
+      } catch (err) {
+        this.lastError = (err as Error).message;
+      }
+      if (this.stopped) break;
+      failures++;
+      this.setState("disconnected", failures, this.lastError);
+      const quick = failures <= this.opts.maxRetries;
+      const delay = quick ? this.opts.retryDelayMs * 2 ** (failures - 1) : this.opts.healthCheckIntervalMs;
+      this.opts.log.warn({ url: this.url, attempt: failures, delayMs: delay, error: this.lastError }, "OpenCode event stream lost; retrying");
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, delay);
+        this.wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.wake = null;
+    }
+  }
+
+  private dispatch(global: { directory?: string; payload?: Event }): void {
+    const event = global.payload;
+    if (!event || typeof event.type !== "string") return;
+    for (const h of this.eventHandlers) {
+      try {
+        h(event, global.directory ?? "");
+      } catch (err) {
+        this.opts.log.error({ err, type: event.type }, "event handler failed");
+      }
+    }
+  }
+}

@@ -1,0 +1,206 @@
+// Starts and supervises a local `opencode serve` process.
+import { spawn } from "node:child_process";
+import { existsSync, statSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
+
+export interface EmbeddedServerOptions {
+  cwd: string; // project/workspace directory
+  homeDir?: string; // sets HOME and XDG_* so state is isolated; default: leave the user's
+  configContent?: object; // passed as OPENCODE_CONFIG_CONTENT
+  env?: Record<string, string>;
+  port?: number; // default 0 = random
+  readyTimeoutMs?: number; // default 20000
+  onLog?: (line: string) => void;
+  binary?: string; // default: resolved from the opencode-ai package
+}
+
+export interface EmbeddedServer {
+  url: string;
+  pid: number;
+  stop(): Promise<void>; // SIGTERM, then SIGKILL after 5 s
+  kill(signal?: NodeJS.Signals): void;
+  exited: Promise<number | null>;
+}
+
+const LISTENING = /opencode server listening on (https?:\/\/\S+)/;
+const LOG_TAIL = 30;
+const STOP_GRACE_MS = 5000;
+
+function isRealBinary(file: string): boolean {
+  // Without postinstall, opencode-ai/bin/opencode.exe is a small stub; the real one is a ~185 MB executable.
+  try {
+    return statSync(file).size > 1_000_000;
+  } catch {
+    return false;
+  }
+}
+
+function platformPackages(): string[] {
+  const platform = ({ darwin: "darwin", linux: "linux", win32: "windows" } as Record<string, string>)[process.platform] ?? process.platform;
+  const base = `opencode-${platform}-${process.arch}`;
+  if (process.arch !== "x64") return [base, `${base}-musl`];
+  let avx2 = true;
+  if (process.platform === "linux") {
+    try {
+      avx2 = /(^|\s)avx2(\s|$)/i.test(readFileSync("/proc/cpuinfo", "utf8"));
+    } catch { /* assume a modern CPU */ }
+  }
+  const order = avx2 ? [base, `${base}-baseline`] : [`${base}-baseline`, base];
+  return [...order, ...order.map((n) => `${n}-musl`)];
+}
+
+/** Path of the opencode executable shipped by the `opencode-ai` npm package (or its platform package). */
+export function resolveOpencodeBinary(): string {
+  const fromEnv = process.env.OPENCODE_BINARY;
+  if (fromEnv && existsSync(fromEnv)) return fromEnv;
+  const req = createRequire(import.meta.url);
+  const requires = [req];
+  try {
+    const pkg = req.resolve("opencode-ai/package.json");
+    const linked = path.join(path.dirname(pkg), "bin", "opencode.exe");
+    if (isRealBinary(linked)) return linked;
+    requires.push(createRequire(pkg)); // platform packages may be nested under opencode-ai
+  } catch { /* opencode-ai not installed: try the platform packages directly */ }
+  const exe = process.platform === "win32" ? "opencode.exe" : "opencode";
+  for (const name of platformPackages()) {
+    for (const r of requires) {
+      try {
+        const bin = path.join(path.dirname(r.resolve(`${name}/package.json`)), "bin", exe);
+        if (isRealBinary(bin)) return bin;
+      } catch { /* not installed */ }
+    }
+  }
+  throw new Error("opencode binary not found: install the opencode-ai package (with its platform package) or set OPENCODE_BINARY");
+}
+
+function isolatedHome(homeDir: string): Record<string, string> {
+  return {
+    HOME: homeDir,
+    USERPROFILE: homeDir,
+    XDG_CONFIG_HOME: path.join(homeDir, ".config"),
+    XDG_DATA_HOME: path.join(homeDir, ".local", "share"),
+    XDG_STATE_HOME: path.join(homeDir, ".local", "state"),
+    XDG_CACHE_HOME: path.join(homeDir, ".cache"),
+  };
+}
+
+async function healthy(url: string, deadline: number, gaveUp: () => boolean): Promise<boolean> {
+  while (Date.now() < deadline && !gaveUp()) {
+    try {
+      const res = await fetch(new URL("/global/health", url), { signal: AbortSignal.timeout(Math.max(100, Math.min(3000, deadline - Date.now()))) });
+      if (res.ok) return true;
+    } catch { /* retry */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+}
+
+export async function startEmbeddedOpencode(opts: EmbeddedServerOptions): Promise<EmbeddedServer> {
+  if (!existsSync(opts.cwd)) throw new Error(`opencode workspace directory does not exist: ${opts.cwd}`);
+  const binary = opts.binary ?? resolveOpencodeBinary();
+  const port = opts.port ?? 0;
+  const readyTimeoutMs = opts.readyTimeoutMs ?? 20_000;
+  const env: Record<string, string | undefined> = {
+    ...process.env,
+    OPENCODE_DISABLE_MODELS_FETCH: "1",
+    OPENCODE_DISABLE_AUTOUPDATE: "1",
+    OPENCODE_DISABLE_SHARE: "1",
+    OPENCODE_DISABLE_LSP_DOWNLOAD: "1",
+    ...(opts.homeDir ? isolatedHome(opts.homeDir) : {}),
+    ...(opts.configContent ? { OPENCODE_CONFIG_CONTENT: JSON.stringify(opts.configContent) } : {}),
+    ...opts.env,
+  };
+  const args = ["serve", "--port", String(port), "--hostname", "127.0.0.1", "--print-logs", "--log-level", "INFO"];
+  const child = spawn(binary, args, { cwd: opts.cwd, env, stdio: ["ignore", "pipe", "pipe"] });
+
+  const tail: string[] = [];
+  let onListening: ((url: string) => void) | undefined;
+  const pushLine = (line: string) => {
+    if (!line) return;
+    tail.push(line);
+    if (tail.length > LOG_TAIL) tail.shift();
+    opts.onLog?.(line);
+    const m = onListening && LISTENING.exec(line);
+    if (m?.[1]) onListening?.(m[1]);
+  };
+  for (const stream of [child.stdout, child.stderr]) {
+    let buf = "";
+    stream.setEncoding("utf8");
+    stream.on("data", (chunk: string) => {
+      buf += chunk;
+      const lines = buf.split("\n");
+      buf = lines.pop() ?? "";
+      // eslint-disable-next-line no-control-regex -- strip ANSI colour codes from its error output
+      for (const l of lines) pushLine(l.replace(/\r$/, "").replace(/\x1b\[[0-9;]*m/g, ""));
+    });
+    stream.on("end", () => { pushLine(buf); buf = ""; });
+  }
+
+  let exitCode: number | null | undefined;
+  let spawnError: Error | undefined;
+  const exited = new Promise<number | null>((resolve) => {
+    child.once("exit", (code) => {
+      exitCode = code; // null when killed by a signal
+      resolve(code);
+    });
+    child.once("error", (e) => {
+      // Spawning failed (e.g. ENOENT): there will be no "exit" event.
+      if (child.pid !== undefined) return;
+      spawnError = e;
+      exitCode = null;
+      resolve(null);
+    });
+  });
+  // If this process exits without stopping the server, do not leave it running.
+  const killOnExit = () => { if (exitCode === undefined) child.kill("SIGTERM"); };
+  process.once("exit", killOnExit);
+  void exited.then(() => process.removeListener("exit", killOnExit));
+
+  const failure = (why: string) =>
+    new Error(`opencode serve ${why} (binary ${binary}, cwd ${opts.cwd})\n--- last ${tail.length} log lines ---\n${tail.join("\n")}`);
+
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = Date.now() + readyTimeoutMs;
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      onListening = resolve;
+      void exited.then((code) =>
+        reject(failure(spawnError ? `failed to spawn: ${spawnError.message}` : `exited with code ${code} before it was ready`)));
+      timer = setTimeout(() => reject(failure(`printed no "listening" line within ${readyTimeoutMs} ms`)), readyTimeoutMs);
+    });
+    onListening = undefined;
+    const ok = await Promise.race([healthy(url, deadline, () => exitCode !== undefined), exited.then(() => false)]);
+    if (!ok) throw failure(exitCode !== undefined ? `exited with code ${exitCode} during the health check` : `GET ${url}/global/health failed`);
+
+    const stop = async () => {
+      if (exitCode !== undefined) return;
+      child.kill("SIGTERM");
+      let grace: NodeJS.Timeout | undefined;
+      const timedOut = await Promise.race([
+        exited.then(() => false),
+        new Promise<boolean>((r) => { grace = setTimeout(() => r(true), STOP_GRACE_MS); }),
+      ]);
+      clearTimeout(grace);
+      if (timedOut) {
+        child.kill("SIGKILL");
+        await exited;
+      }
+    };
+    return {
+      url: url.replace(/\/$/, ""),
+      pid: child.pid!,
+      stop,
+      kill: (signal: NodeJS.Signals = "SIGTERM") => { if (exitCode === undefined) child.kill(signal); },
+      exited,
+    };
+  } catch (e) {
+    if (exitCode === undefined) {
+      child.kill("SIGKILL");
+      await exited;
+    }
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,118 @@
+import type { Logger } from "../log.ts";
+import { editMessage, threadMessage, type ThreadTarget } from "../matrix/content.ts";
+import { RateLimitedError, type MatrixSender } from "../matrix/sender.ts";
+
+export interface LiveMessageOptions {
+  sender: Pick<MatrixSender, "send">;
+  target: ThreadTarget;
+  windowMs: number;
+  log: Logger;
+  /** An event already posted for this reply (after a restart): edit it instead of posting a new one. */
+  eventId?: string | null;
+  /** Called once when the first version is posted. */
+  onPosted?: (eventId: string) => void;
+  notice?: boolean;
+}
+
+/**
+ * One Matrix message that follows a changing text: the first version is posted at once, later
+ * versions become edits, at most one per window, and only the newest state is ever sent
+ * (intermediate states are dropped, never queued). `finish` sends the final state whatever
+ * the window or rate limit says.
+ */
+export class LiveMessage {
+  private readonly opts: LiveMessageOptions;
+  private eventId: string | null;
+  private latest = "";
+  private sent: string | null = null;
+  private lastSendAt = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private inFlight: Promise<void> | null = null;
+  private blockedUntil = 0;
+  edits = 0;
+
+  constructor(opts: LiveMessageOptions) {
+    this.opts = opts;
+    this.eventId = opts.eventId ?? null;
+  }
+
+  get id(): string | null {
+    return this.eventId;
+  }
+
+  get text(): string {
+    return this.latest;
+  }
+
+  /** Sets the newest state; it reaches Matrix within one window. */
+  update(markdown: string): void {
+    this.latest = markdown;
+    this.schedule();
+  }
+
+  /** Sends `markdown` as the final state and resolves when Matrix has it. */
+  async finish(markdown: string): Promise<void> {
+    this.latest = markdown;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    for (let i = 0; i < 50 && this.sent !== this.latest; i++) {
+      if (this.inFlight) await this.inFlight;
+      else await this.flush(true);
+    }
+  }
+
+  /** Resolves when nothing is being sent. */
+  async settle(): Promise<void> {
+    while (this.inFlight) await this.inFlight;
+  }
+
+  private schedule(): void {
+    if (this.timer || this.inFlight || this.latest === this.sent) return;
+    const now = Date.now();
+    const first = this.eventId === null && this.sent === null;
+    const due = first ? now : Math.max(this.lastSendAt + this.opts.windowMs, this.blockedUntil);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.flush(false);
+    }, Math.max(0, due - now));
+  }
+
+  private flush(final: boolean): Promise<void> {
+    if (this.inFlight) return this.inFlight;
+    const text = this.latest;
+    if (text === this.sent) return Promise.resolve();
+    const run = async (): Promise<void> => {
+      const wait = this.blockedUntil - Date.now();
+      if (final && wait > 0) await new Promise((r) => setTimeout(r, wait));
+      try {
+        await this.post(text);
+        this.sent = text;
+      } catch (err) {
+        if (err instanceof RateLimitedError) {
+          this.blockedUntil = Date.now() + err.retryAfterMs;
+        } else {
+          this.opts.log.warn({ err, roomId: this.opts.target.roomId }, "could not update the reply; will retry with the newest state");
+          this.blockedUntil = Date.now() + Math.min(this.opts.windowMs * 2, 5000);
+        }
+      } finally {
+        this.lastSendAt = Date.now();
+        this.inFlight = null;
+      }
+      if (!final) this.schedule();
+    };
+    this.inFlight = run();
+    return this.inFlight;
+  }
+
+  private async post(text: string): Promise<void> {
+    const { sender, target, notice } = this.opts;
+    const composeOpts = { notice: notice ?? true, mentions: [] };
+    if (this.eventId === null) {
+      this.eventId = await sender.send(target.roomId, threadMessage(target, text, composeOpts), { retry: false });
+      this.opts.onPosted?.(this.eventId);
+    } else {
+      await sender.send(target.roomId, editMessage(this.eventId, text, composeOpts), { retry: false });
+      this.edits++;
+    }
+  }
+}

@@ -1,0 +1,82 @@
+import type { Db } from "./db.ts";
+
+export type Backend = "opencode" | "letta";
+
+export interface ThreadRow {
+  roomId: string;
+  rootEventId: string;
+  backend: Backend;
+  sessionId: string;
+  title: string | null;
+  startedBy: string;
+  createdAt: number;
+  lastActivityAt: number;
+}
+
+interface RawThread {
+  room_id: string;
+  root_event_id: string;
+  backend: Backend;
+  session_id: string;
+  title: string | null;
+  started_by: string;
+  created_at: number;
+  last_activity_at: number;
+}
+
+const toRow = (r: RawThread): ThreadRow => ({
+  roomId: r.room_id,
+  rootEventId: r.root_event_id,
+  backend: r.backend,
+  sessionId: r.session_id,
+  title: r.title,
+  startedBy: r.started_by,
+  createdAt: r.created_at,
+  lastActivityAt: r.last_activity_at,
+});
+
+/** Which thread belongs to which agent session. */
+export class ThreadStore {
+  private readonly db: Db;
+
+  constructor(db: Db) {
+    this.db = db;
+  }
+
+  insert(t: Omit<ThreadRow, "createdAt" | "lastActivityAt">, now = Date.now()): ThreadRow {
+    this.db
+      .prepare(
+        `INSERT INTO threads (room_id, root_event_id, backend, session_id, title, started_by, created_at, last_activity_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(t.roomId, t.rootEventId, t.backend, t.sessionId, t.title, t.startedBy, now, now);
+    return { ...t, createdAt: now, lastActivityAt: now };
+  }
+
+  get(roomId: string, rootEventId: string): ThreadRow | undefined {
+    const r = this.db.prepare("SELECT * FROM threads WHERE room_id = ? AND root_event_id = ?").get(roomId, rootEventId) as
+      | RawThread
+      | undefined;
+    return r && toRow(r);
+  }
+
+  bySession(backend: Backend, sessionId: string): ThreadRow[] {
+    const rows = this.db.prepare("SELECT * FROM threads WHERE backend = ? AND session_id = ?").all(backend, sessionId) as RawThread[];
+    return rows.map(toRow);
+  }
+
+  inRoom(roomId: string): ThreadRow[] {
+    const rows = this.db
+      .prepare("SELECT * FROM threads WHERE room_id = ? ORDER BY last_activity_at DESC")
+      .all(roomId) as RawThread[];
+    return rows.map(toRow);
+  }
+
+  touch(roomId: string, rootEventId: string, now = Date.now()): void {
+    this.db.prepare("UPDATE threads SET last_activity_at = ? WHERE room_id = ? AND root_event_id = ?").run(now, roomId, rootEventId);
+  }
+
+  delete(roomId: string, rootEventId: string): boolean {
+    return this.db.prepare("DELETE FROM threads WHERE room_id = ? AND root_event_id = ?").run(roomId, rootEventId).changes > 0;
+  }
+}

@@ -1,0 +1,172 @@
+import { mkdtempSync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { BotProcess } from "../harness/bot-process.ts";
+import { MatrixTestUser, type MatrixEvent } from "../harness/matrix-user.ts";
+import { loadStackInfo, type StackInfo } from "../harness/stack.ts";
+import { registerUser } from "../harness/synapse.ts";
+
+export interface TestEnvOptions {
+  /** Short name, part of every user name, so suites never share accounts. */
+  name: string;
+  /** Extra bot environment (config overrides). */
+  botEnv?: Record<string, string>;
+  editWindowMs?: number;
+}
+
+/**
+ * A room with the bot and three people: alice and bob may use the bot, mallory may not.
+ * In the spirit of hookshot's E2ETestEnv: named users, a typed bot config, one teardown.
+ */
+export class TestEnv {
+  readonly stack: StackInfo;
+  readonly dataDir: string;
+  readonly dbPath: string;
+  readonly users: Record<"alice" | "bob" | "mallory", MatrixTestUser>;
+  readonly roomId: string;
+  readonly botUserId: string;
+  bot: BotProcess;
+  private readonly botEnv: Record<string, string>;
+
+  private constructor(f: Pick<TestEnv, "stack" | "dataDir" | "dbPath" | "users" | "roomId" | "botUserId" | "bot"> & { botEnv: Record<string, string> }) {
+    this.stack = f.stack;
+    this.dataDir = f.dataDir;
+    this.dbPath = f.dbPath;
+    this.users = f.users;
+    this.roomId = f.roomId;
+    this.botUserId = f.botUserId;
+    this.bot = f.bot;
+    this.botEnv = f.botEnv;
+  }
+
+  static async create(opts: TestEnvOptions): Promise<TestEnv> {
+    const stack = loadStackInfo();
+    const suffix = `${opts.name}-${Date.now().toString(36)}`;
+    const reg = (who: string) => registerUser(stack.synapse.baseUrl, stack.synapse.sharedSecret, `${who}-${suffix}`);
+    const [botAccount, a, b, m] = await Promise.all([reg("bot"), reg("alice"), reg("bob"), reg("mallory")]);
+    const users = {
+      alice: new MatrixTestUser(stack.synapse.baseUrl, a),
+      bob: new MatrixTestUser(stack.synapse.baseUrl, b),
+      mallory: new MatrixTestUser(stack.synapse.baseUrl, m),
+    };
+    await Promise.all(Object.values(users).map((u) => u.startSync()));
+    const roomId = await users.alice.createRoom({ name: `bot test ${suffix}`, invite: [botAccount.userId, b.userId, m.userId] });
+    await Promise.all([users.bob.joinRoom(roomId), users.mallory.joinRoom(roomId)]);
+    const dataDir = mkdtempSync(join(stack.workDir, `bot-${opts.name}-`));
+    const dbPath = join(dataDir, "bot.db");
+    const botEnv: Record<string, string> = {
+      MATRIX_HOMESERVER_URL: stack.synapse.baseUrl,
+      MATRIX_ACCESS_TOKEN: botAccount.accessToken,
+      BOT_ALLOWED_USERS: `${a.userId},${b.userId}`,
+      OPENCODE_SERVER_URL: stack.opencode.url,
+      OPENCODE_WORKSPACE_DIR: stack.workspaceDir,
+      BOT_DATABASE_PATH: dbPath,
+      BOT_HTTP_PORT: "0",
+      BOT_EDIT_WINDOW_MS: String(opts.editWindowMs ?? 500),
+      LOG_LEVEL: "debug",
+      BOT_CONFIG: "/dev/null",
+      ...opts.botEnv,
+    };
+    const bot = await BotProcess.start(botEnv);
+    const env = new TestEnv({ stack, dataDir, dbPath, users, roomId, botUserId: botAccount.userId, bot, botEnv });
+    await users.alice.waitForRoomEvent({
+      roomId,
+      type: "m.room.member",
+      match: (e) => e.state_key === botAccount.userId && e.content.membership === "join",
+      description: "the bot joining the room",
+      timeoutMs: 30_000,
+    });
+    return env;
+  }
+
+  /** Stops the bot (SIGTERM by default) and starts a new process on the same database. */
+  async restartBot(signal: NodeJS.Signals = "SIGTERM"): Promise<{ exitCode: number | null }> {
+    const exitCode = await this.bot.stop(signal);
+    this.bot = await BotProcess.start(this.botEnv);
+    return { exitCode };
+  }
+
+  /** Reads the bot's database the way an operator would (read-only, while the bot runs). */
+  query<T>(sql: string, ...params: unknown[]): T[] {
+    const db = new Database(this.dbPath, { readonly: true, fileMustExist: true });
+    try {
+      return db.prepare(sql).all(...params) as T[];
+    } finally {
+      db.close();
+    }
+  }
+
+  /** The bot's replies in a thread, oldest first. */
+  async botReplies(threadRoot: string): Promise<MatrixEvent[]> {
+    const events = await this.users.alice.threadEvents(this.roomId, threadRoot);
+    return events.filter((e) => e.sender === this.botUserId && e.type === "m.room.message");
+  }
+
+  async modelRequests(): Promise<Array<{ kind: string; lastUserText: string }>> {
+    const res = await fetch(`${this.stack.model.controlUrl}/_script/requests`);
+    return (await res.json()) as Array<{ kind: string; lastUserText: string }>;
+  }
+
+  async close(): Promise<void> {
+    await this.bot.stop("SIGTERM");
+    await Promise.all(Object.values(this.users).map((u) => u.stopSync()));
+  }
+}
+
+export interface FinalReply {
+  replyId: string;
+  body: string;
+  editCount: number;
+  /** ms from `sentAt` to the first version of the reply, as seen by alice's sync. */
+  firstSeenAfterMs: number;
+  /** ms from `sentAt` to the final version. */
+  finalSeenAfterMs: number;
+}
+
+const isFinal = (body: string): boolean => /\n— \S.*$/.test(body) || body.startsWith("— ");
+
+/** Waits for the bot's reply to `promptId` in `threadRoot` to reach its final state (the footer line). */
+export async function waitForFinalReply(env: TestEnv, threadRoot: string, promptId: string, sentAt: number, timeoutMs = 60_000): Promise<FinalReply> {
+  const alice = env.users.alice;
+  const first = await alice.waitForRoomEvent({
+    roomId: env.roomId,
+    sender: env.botUserId,
+    type: "m.room.message",
+    match: (e) => {
+      const rel = e.content["m.relates_to"] as { rel_type?: string; event_id?: string; "m.in_reply_to"?: { event_id?: string } } | undefined;
+      return rel?.rel_type === "m.thread" && rel.event_id === threadRoot && rel["m.in_reply_to"]?.event_id === promptId;
+    },
+    description: `the bot's reply to ${promptId}`,
+    timeoutMs,
+  });
+  const replyBody = (e: MatrixEvent): string | undefined => {
+    const rel = e.content["m.relates_to"] as { rel_type?: string; event_id?: string } | undefined;
+    if (e.event_id === first.event_id) return e.content.body as string;
+    if (rel?.rel_type === "m.replace" && rel.event_id === first.event_id) return (e.content["m.new_content"] as { body: string }).body;
+    return undefined;
+  };
+  const last = await alice.waitForRoomEvent({
+    roomId: env.roomId,
+    sender: env.botUserId,
+    match: (e) => {
+      const body = replyBody(e);
+      return body !== undefined && isFinal(body);
+    },
+    description: `the final version of reply ${first.event_id}`,
+    timeoutMs,
+  });
+  const latest = await alice.latestBody(env.roomId, first.event_id);
+  return {
+    replyId: first.event_id,
+    body: latest.body,
+    editCount: latest.editCount,
+    firstSeenAfterMs: first.receivedAt - sentAt,
+    finalSeenAfterMs: last.receivedAt - sentAt,
+  };
+}
+
+/** Splits a final reply into what the agent said and the footer line. */
+export function splitFooter(body: string): { text: string; footer: string } {
+  const i = body.lastIndexOf("\n\n— ");
+  return i < 0 ? { text: "", footer: body } : { text: body.slice(0, i), footer: body.slice(i + 2) };
+}

@@ -1,0 +1,65 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parse } from "yaml";
+import { ConfigError, envOverrides, loadConfig } from "../../src/config/load.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "cfg-"));
+const file = (name: string, text: string): string => {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+};
+const minimal = file(
+  "min.yaml",
+  "matrix: { homeserverUrl: 'http://127.0.0.1:8008', accessToken: 'tok' }\naccess: { allowedUsers: ['@a:x'] }\n",
+);
+
+test("defaults fill every key the file leaves out", () => {
+  const c = loadConfig({ file: minimal, env: {} });
+  assert.equal(c.commands.prefix, "!oc");
+  assert.equal(c.database.path, "./data/bot.db");
+  assert.equal(c.opencode.serverUrl, undefined);
+  assert.equal(c.opencode.healthCheckIntervalMs, 5000);
+  assert.equal(c.opencode.maxRetries, 3);
+  assert.equal(c.opencode.retryDelayMs, 1000);
+  assert.equal(c.rendering.editWindowMs, 1000);
+});
+
+test("environment overrides the file, with the design note's OpenCode names", () => {
+  const c = loadConfig({
+    file: minimal,
+    env: { OPENCODE_SERVER_URL: "http://127.0.0.1:3100", OPENCODE_SERVER_MAX_RETRIES: "7", BOT_ALLOWED_USERS: "@a:x, @*:y" },
+  });
+  assert.equal(c.opencode.serverUrl, "http://127.0.0.1:3100");
+  assert.equal(c.opencode.maxRetries, 7);
+  assert.deepEqual(c.access.allowedUsers, ["@a:x", "@*:y"]);
+});
+
+test("a wrong value stops the start with a message naming the key", () => {
+  assert.throws(() => loadConfig({ file: minimal, env: { OPENCODE_SERVER_RETRY_DELAY_MS: "soon" } }), (e: Error) => {
+    assert.ok(e instanceof ConfigError);
+    assert.match(e.message, /opencode\.retryDelayMs \(from OPENCODE_SERVER_RETRY_DELAY_MS\)/);
+    return true;
+  });
+  assert.throws(() => loadConfig({ file: file("bad.yaml", "matrix: { homeserverUrl: 'nope' }\naccess: { allowedUsers: [] }\n"), env: {} }), (e: Error) => {
+    assert.match(e.message, /matrix\.homeserverUrl/);
+    assert.match(e.message, /matrix\.accessToken: set matrix\.accessToken, or both/);
+    assert.match(e.message, /access\.allowedUsers/);
+    return true;
+  });
+  assert.throws(() => loadConfig({ file: file("typo.yaml", "matrix: { homeserverUrl: 'http://h', accessToken: 't', homeserver: 'x' }\naccess: { allowedUsers: ['@a:x'] }\n"), env: {} }), /homeserver/);
+  assert.throws(() => loadConfig({ file: join(dir, "missing.yaml"), env: {} }), /not found/);
+  assert.throws(() => loadConfig({ file: file("notyaml.yaml", "a: [b\n"), env: {} }), /not valid YAML/);
+});
+
+test("the example file is valid and documents every environment variable", () => {
+  const example = "config/config.example.yaml";
+  const c = loadConfig({ file: example, env: {} });
+  assert.equal(c.commands.prefix, "!oc");
+  const text = readFileSync(example, "utf8");
+  for (const { env } of envOverrides) assert.ok(text.includes(env), `${env} is not documented in ${example}`);
+  assert.ok(parse(text));
+});

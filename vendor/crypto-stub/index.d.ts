@@ -1,0 +1,2 @@
+declare const unavailable: Record<string, any>;
+export = unavailable;
