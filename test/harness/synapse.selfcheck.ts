@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, test } from "node:test";
 import { MatrixTestUser } from "./matrix-user.ts";
-import { startSynapse, type SynapseHandle } from "./synapse.ts";
+import { registerUser, startSynapse, type SynapseHandle } from "./synapse.ts";
 
 const cacheDir = resolve(import.meta.dirname, "../../.cache");
 const t0 = performance.now();
@@ -34,7 +34,9 @@ void test("two humans talk in a thread, edits apply, sync survives a restart", a
   assert.ok(synapse);
   const hs = synapse;
   const aliceAccount = await hs.registerUser("alice", { admin: true });
-  const bobAccount = await hs.registerUser("bob");
+  // The standalone form is what test files in other processes use.
+  const bobAccount = await registerUser(hs.baseUrl, hs.sharedSecret, "bob");
+  await hs.exemptFromRateLimits(bobAccount.userId);
   assert.equal(aliceAccount.userId, "@alice:localhost");
   const alice = new MatrixTestUser(hs.baseUrl, aliceAccount);
   const bob = new MatrixTestUser(hs.baseUrl, bobAccount);
@@ -81,6 +83,12 @@ void test("two humans talk in a thread, edits apply, sync survives a restart", a
   assert.ok(timeout instanceof Error);
   assert.match(timeout.message, /waiting for nothing/);
   assert.match(timeout.message, /second reply \(edited\)/);
+
+  // Events sent while not syncing are picked up when syncing resumes.
+  await bob.stopSync();
+  const whileStopped = await alice.sendText(roomId, "while bob was away");
+  await bob.startSync();
+  await bob.waitForRoomEvent({ roomId, match: (e) => e.event_id === whileStopped, description: "message sent during stopSync" });
 
   const oldPid = hs.pid;
   const restartStart = performance.now();

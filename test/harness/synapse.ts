@@ -164,6 +164,7 @@ async function writeConfig(templateDir: string, dataDir: string, port: number, r
     media_store_path: join(dataDir, "media_store"), signing_key_path: join(dataDir, keyFile),
     enable_registration: false, report_stats: false, suppress_key_server_warning: true, trusted_key_servers: [],
     presence: { enabled: false },
+    bcrypt_rounds: 4, // the default 12 costs ~0.25 s per registration/login; test passwords need no protection
   };
   if (raised) for (const k of RAISED_LIMIT_KEYS) settings[k] = { per_second: 1000, burst_count: 1000 };
   for (const [k, v] of Object.entries(settings)) doc.setIn(k.split("."), doc.createNode(v));
