@@ -11,6 +11,11 @@ import { RoomMembership } from "./matrix/rooms.ts";
 import { MatrixSender } from "./matrix/sender.ts";
 import { OpencodeBackend } from "./opencode/backend.ts";
 import { OpencodeConnection } from "./opencode/connection.ts";
+import { PermissionDesk } from "./opencode/permission-desk.ts";
+import { TurnRunner } from "./opencode/turn-runner.ts";
+import { downloadMessageFiles } from "./matrix/files.ts";
+import { PermissionStore } from "./store/permissions.ts";
+import { RoomStore } from "./store/rooms.ts";
 import { startEmbeddedOpencode, type EmbeddedServer } from "./opencode/embedded-server.ts";
 import { openDatabase } from "./store/db.ts";
 import { Inbox } from "./store/inbox.ts";
@@ -69,25 +74,44 @@ export async function startBot(config: BotConfig, log: Logger): Promise<RunningB
   const userId = await client.getUserId();
   const sender = new MatrixSender(client, log.child({ component: "matrix" }));
   const access = new AccessPolicy(config.access.allowedUsers, config.access.strangerNoticeIntervalMs);
-  const backend = new OpencodeBackend({
+  const rooms = new RoomStore(db);
+  const runner = new TurnRunner({
     db, conn, threads, turns, inbox, sender, workspaceDir,
     log: log.child({ component: "turns" }),
     editWindowMs: config.rendering.editWindowMs,
+    completionNoticeAfterMs: config.rendering.completionNoticeAfterMs,
   });
-  const router = new CommandRouter({ prefix: config.commands.prefix, botUserId: userId, access, threads, opencode: backend, sender, log });
+  const backend = new OpencodeBackend({ prefix: config.commands.prefix, conn, runner, threads, rooms, sender, client, workspaceDir, log });
+  const permissions = new PermissionDesk({
+    conn, threads, sender, log,
+    store: new PermissionStore(db),
+    prefix: config.commands.prefix,
+    prompter: (sessionId) => runner.prompter(sessionId),
+    directoryOf: (sessionId) => backend.directoryOfSession(sessionId),
+  });
+  const router = new CommandRouter({
+    botUserId: userId, access, threads, sender, client, log,
+    backends: [backend],
+    services: { opencode: backend, permissions, threads, rooms, sender, client, log, projectRoots: (config.opencode.projectRoots ?? [workspaceDir]).map((r) => resolve(r)) },
+    downloadFiles: (msg) => downloadMessageFiles(client, msg),
+  });
   const intake = new MessageIntake({ inbox, handler: (m) => router.handle(m), log, notBefore });
-  const rooms = new RoomMembership({ client, access, sender, db, log });
+  const membership = new RoomMembership({ client, access, sender, db, log });
 
   client.on("room.message", (roomId: string, event: Record<string, unknown>) => intake.accept(roomId, event));
-  client.on("room.invite", (roomId: string, event: { sender?: string }) => void rooms.onInvite(roomId, event));
-  client.on("room.join", (roomId: string) => void rooms.onJoin(roomId));
-  client.on("room.event", (roomId: string, event: { type?: string; sender?: string }) => {
-    if (event.type === "m.room.encrypted" && event.sender !== userId) void rooms.tellEncrypted(roomId);
+  client.on("room.invite", (roomId: string, event: { sender?: string }) => void membership.onInvite(roomId, event));
+  client.on("room.join", (roomId: string) => void membership.onJoin(roomId));
+  client.on("room.event", (roomId: string, event: Record<string, unknown>) => {
+    if (event.type === "m.reaction") intake.accept(roomId, event);
+    if (event.type === "m.room.encrypted" && event.sender !== userId) void membership.tellEncrypted(roomId);
   });
 
   conn.onState((state) => {
     log.info({ state, url: conn.url }, "OpenCode connection");
-    if (state === "connected") void backend.reconcile().catch((err: unknown) => log.error({ err }, "reconcile failed"));
+    if (state === "connected") {
+      void runner.reconcile().catch((err: unknown) => log.error({ err }, "reconciling turns failed"));
+      void permissions.reconcile().catch((err: unknown) => log.error({ err }, "reconciling permissions failed"));
+    }
   });
   conn.start();
   if (!(await waitFor(() => conn.state === "connected", 15_000))) log.warn({ url: opencodeUrl }, "OpenCode is not reachable yet; will keep trying");
@@ -115,7 +139,7 @@ export async function startBot(config: BotConfig, log: Logger): Promise<RunningB
         matrix: { ok: matrixOk, userId, lastSyncAgeMs: syncAgeMs, error: client.lastSyncError ?? null },
         opencode: [{ ok: ocOk, url: conn.url, state: conn.state, reconnects: conn.reconnects, error: conn.lastError ?? null }],
         database: { ok: dbOk },
-        activeTurns: backend.activeTurns,
+        activeTurns: runner.activeCount,
       };
     },
   });
@@ -131,7 +155,7 @@ export async function startBot(config: BotConfig, log: Logger): Promise<RunningB
         log.info("stopping: no new work, finishing replies in flight");
         client.stop();
         await intake.drain();
-        await backend.settle();
+        await runner.settle();
         await conn.stop();
         await http.close();
         if (embedded) await embedded.stop();

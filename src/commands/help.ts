@@ -1,11 +1,21 @@
-/** The command reference shown by `!oc help`; the README's command section says the same. */
-export function helpText(prefix: string): string {
+import type { AgentBackend } from "./backend.ts";
+
+/** The command reference shown by `<prefix> help`; the README's command section says the same. */
+export function helpText(backend: AgentBackend): string {
+  const p = backend.prefix;
+  const line = (usage: string, summary: string): string => `- \`${usage}\` — ${summary}`;
+  const commands = backend.commands.map((c) => {
+    const where = c.where === "thread" ? " _(in a session thread)_" : c.where === "room" ? " _(top level)_" : "";
+    const mod = c.moderator ? " _(moderators)_" : "";
+    return line(`${p} ${c.name}${c.args ? ` ${c.args}` : ""}`, `${c.summary}${where}${mod}`);
+  });
   return [
-    `**OpenCode from Matrix** — commands start with \`${prefix}\`:`,
+    `**${p} commands**`,
     "",
-    `- \`${prefix} <prompt>\` — start a new OpenCode session; the answer streams into a thread on your message`,
-    `- \`${prefix} prompt <text>\` — the same, for a one-word prompt`,
-    `- \`${prefix} help\` — this list`,
+    line(`${p} <prompt>`, backend.promptSummary),
+    line(`${p} prompt <text>`, "the same, for a one-word prompt"),
+    ...commands,
+    line(`${p} help`, "this list"),
     "",
     "Inside a session thread, write without a prefix: every message is a follow-up to the same session.",
   ].join("\n");

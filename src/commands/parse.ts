@@ -2,10 +2,8 @@
 export type Command =
   | { kind: "help" }
   | { kind: "prompt"; text: string }
+  | { kind: "command"; name: string; args: string }
   | { kind: "unknown"; word: string; suggestion: string | undefined };
-
-/** Command words the bot knows; anything else of several words is a prompt. */
-export const commandWords = ["help", "prompt"] as const;
 
 function distance(a: string, b: string): number {
   const row = Array.from({ length: b.length + 1 }, (_, i) => i);
@@ -31,19 +29,21 @@ export function stripPrefix(body: string, prefix: string): string | undefined {
 }
 
 /**
- * Reads the words after the prefix. A single unknown word is treated as a mistyped command
- * (with a suggestion), not sent to the agent: `!oc sesions` should not start a session.
+ * Reads the words after the prefix: a known command word, or a prompt. A single unknown word
+ * is treated as a mistyped command (with a suggestion), not sent to the agent: `!oc sesions`
+ * should not start a session.
  * `!oc prompt <text>` always sends text as a prompt.
  */
-export function parseCommand(rest: string): Command {
+export function parseCommand(rest: string, commandWords: readonly string[] = []): Command {
   if (rest.length === 0) return { kind: "help" };
   const match = /^(\S+)\s*([\s\S]*)$/.exec(rest);
   const word = (match?.[1] ?? "").toLowerCase();
   const args = (match?.[2] ?? "").trim();
   if (word === "help" || word === "-h" || word === "--help" || word === "?") return { kind: "help" };
   if (word === "prompt") return args ? { kind: "prompt", text: args } : { kind: "help" };
+  if (commandWords.includes(word)) return { kind: "command", name: word, args };
   if (args.length === 0 && /^[a-z][a-z-]*$/.test(word) && word.length <= 24) {
-    const suggestion = commandWords.find((w) => distance(w, word) <= 2);
+    const suggestion = ["help", ...commandWords].find((w) => distance(w, word) <= 2);
     return { kind: "unknown", word, suggestion };
   }
   return { kind: "prompt", text: rest };

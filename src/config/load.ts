@@ -22,6 +22,8 @@ export const envOverrides: ReadonlyArray<{ env: string; path: string; kind: Kind
   { env: "OPENCODE_SERVER_USERNAME", path: "opencode.username", kind: "string" },
   { env: "OPENCODE_SERVER_PASSWORD", path: "opencode.password", kind: "string" },
   { env: "BOT_EDIT_WINDOW_MS", path: "rendering.editWindowMs", kind: "number" },
+  { env: "BOT_COMPLETION_NOTICE_AFTER_MS", path: "rendering.completionNoticeAfterMs", kind: "number" },
+  { env: "OPENCODE_PROJECT_ROOTS", path: "opencode.projectRoots", kind: "list" },
   { env: "BOT_DATABASE_PATH", path: "database.path", kind: "string" },
   { env: "BOT_HTTP_PORT", path: "http.port", kind: "number" },
   { env: "BOT_HTTP_HOST", path: "http.host", kind: "string" },

@@ -39,6 +39,8 @@ export const configSchema = z.object({
       // Empty: the bot starts its own `opencode serve` on a free loopback port.
       serverUrl: httpUrl.optional(),
       workspaceDir: z.string().min(1).default("./workspace"),
+      // Directories `!oc project` may point a room at (the room's project must lie inside one). Default: the workspace.
+      projectRoots: z.array(z.string().min(1)).optional(),
       healthCheckIntervalMs: z.number().int().positive().default(5000),
       maxRetries: z.number().int().min(0).default(3),
       retryDelayMs: z.number().int().positive().default(1000),
@@ -51,9 +53,12 @@ export const configSchema = z.object({
     .object({
       // Streamed text is coalesced into one edit per window: fewer requests, same final text.
       editWindowMs: z.number().int().min(50).default(1000),
+      // A turn that runs at least this long ends with a short notice mentioning who asked, so phones push.
+      // Failures always mention. Streamed edits never do.
+      completionNoticeAfterMs: z.number().int().min(0).default(15000),
     })
     .strict()
-    .default({ editWindowMs: 1000 }),
+    .default({ editWindowMs: 1000, completionNoticeAfterMs: 15000 }),
   database: z.object({ path: z.string().min(1).default("./data/bot.db") }).strict().default({ path: "./data/bot.db" }),
   http: z
     .object({

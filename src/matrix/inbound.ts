@@ -9,6 +9,8 @@ export interface IncomingMessage {
   /** The thread root, if the message is in a thread. */
   threadRoot: string | undefined;
   isEdit: boolean;
+  /** For a reaction (msgtype "m.reaction", body = the key): the event reacted to. */
+  reactsTo?: string | undefined;
   timestamp: number;
   content: Record<string, unknown>;
 }
@@ -35,6 +37,7 @@ export function parseMessage(roomId: string, raw: RawEvent): IncomingMessage | u
   if (typeof raw.event_id !== "string" || typeof raw.sender !== "string") return undefined;
   if (typeof raw.content !== "object" || raw.content === null) return undefined;
   const content = raw.content as Record<string, unknown>;
+  if (raw.type === "m.reaction") return parseReaction(roomId, raw as RawEvent & { event_id: string; sender: string }, content);
   const relates = (content["m.relates_to"] ?? {}) as { rel_type?: unknown; event_id?: unknown; "m.in_reply_to"?: unknown };
   const isEdit = relates.rel_type === "m.replace";
   const threadRoot = relates.rel_type === "m.thread" && typeof relates.event_id === "string" ? relates.event_id : undefined;
@@ -47,6 +50,23 @@ export function parseMessage(roomId: string, raw: RawEvent): IncomingMessage | u
     body: relates["m.in_reply_to"] !== undefined ? stripReplyFallback(body) : body,
     threadRoot,
     isEdit,
+    timestamp: typeof raw.origin_server_ts === "number" ? raw.origin_server_ts : 0,
+    content,
+  };
+}
+
+function parseReaction(roomId: string, raw: RawEvent & { event_id: string; sender: string }, content: Record<string, unknown>): IncomingMessage | undefined {
+  const rel = content["m.relates_to"] as { rel_type?: unknown; event_id?: unknown; key?: unknown } | undefined;
+  if (rel?.rel_type !== "m.annotation" || typeof rel.event_id !== "string" || typeof rel.key !== "string") return undefined;
+  return {
+    roomId,
+    eventId: raw.event_id,
+    sender: raw.sender,
+    msgtype: "m.reaction",
+    body: rel.key,
+    threadRoot: undefined,
+    isEdit: false,
+    reactsTo: rel.event_id,
     timestamp: typeof raw.origin_server_ts === "number" ? raw.origin_server_ts : 0,
     content,
   };

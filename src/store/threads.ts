@@ -11,6 +11,9 @@ export interface ThreadRow {
   startedBy: string;
   createdAt: number;
   lastActivityAt: number;
+  directory: string | null;
+  model: string | null;
+  agent: string | null;
 }
 
 interface RawThread {
@@ -22,6 +25,9 @@ interface RawThread {
   started_by: string;
   created_at: number;
   last_activity_at: number;
+  directory: string | null;
+  model: string | null;
+  agent: string | null;
 }
 
 const toRow = (r: RawThread): ThreadRow => ({
@@ -33,6 +39,9 @@ const toRow = (r: RawThread): ThreadRow => ({
   startedBy: r.started_by,
   createdAt: r.created_at,
   lastActivityAt: r.last_activity_at,
+  directory: r.directory,
+  model: r.model,
+  agent: r.agent,
 });
 
 /** Which thread belongs to which agent session. */
@@ -43,14 +52,23 @@ export class ThreadStore {
     this.db = db;
   }
 
-  insert(t: Omit<ThreadRow, "createdAt" | "lastActivityAt">, now = Date.now()): ThreadRow {
+  insert(
+    t: Omit<ThreadRow, "createdAt" | "lastActivityAt" | "directory" | "model" | "agent"> & Partial<Pick<ThreadRow, "directory" | "model" | "agent">>,
+    now = Date.now(),
+  ): ThreadRow {
+    const row: ThreadRow = { directory: null, model: null, agent: null, ...t, createdAt: now, lastActivityAt: now };
     this.db
       .prepare(
-        `INSERT INTO threads (room_id, root_event_id, backend, session_id, title, started_by, created_at, last_activity_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO threads (room_id, root_event_id, backend, session_id, title, started_by, created_at, last_activity_at, directory, model, agent)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
-      .run(t.roomId, t.rootEventId, t.backend, t.sessionId, t.title, t.startedBy, now, now);
-    return { ...t, createdAt: now, lastActivityAt: now };
+      .run(row.roomId, row.rootEventId, row.backend, row.sessionId, row.title, row.startedBy, now, now, row.directory, row.model, row.agent);
+    return row;
+  }
+
+  setSetting(roomId: string, rootEventId: string, key: "model" | "agent", value: string | null): void {
+    const column = key === "model" ? "model" : "agent";
+    this.db.prepare(`UPDATE threads SET ${column} = ? WHERE room_id = ? AND root_event_id = ?`).run(value, roomId, rootEventId);
   }
 
   get(roomId: string, rootEventId: string): ThreadRow | undefined {

@@ -72,7 +72,10 @@ describe("an OpenCode session in a thread", () => {
     const followUp = await bob.sendText(env.roomId, "What is in the file?", { threadRoot: root });
     const reply = await waitForFinalReply(env, root, followUp, sentAt);
     assert.equal(splitFooter(reply.body).text, "Echo: What is in the file?");
-    assert.deepEqual(await sessionUserMessages(sessionId), ["Create hello.py that prints hello", "What is in the file?"]);
+    const prompts = await sessionUserMessages(sessionId);
+    assert.equal(prompts.length, 2);
+    assert.match(prompts[0] ?? "", /^\[alice-thread-\w+\] Create hello\.py that prints hello$/);
+    assert.match(prompts[1] ?? "", /^\[bob-thread-\w+\] What is in the file\?$/, "each prompt is attributed to who wrote it");
     assert.equal(env.query("SELECT * FROM threads").length, 1);
   });
 
@@ -103,7 +106,7 @@ describe("an OpenCode session in a thread", () => {
     assert.equal(splitFooter(reply.body).text, "Echo: Still there after the restart?");
     const prompts = await sessionUserMessages(sessionId);
     assert.equal(prompts.length, 4, "each prompt reached the session exactly once");
-    assert.equal(prompts.at(-1), "Still there after the restart?");
+    assert.match(prompts.at(-1) ?? "", /\] Still there after the restart\?$/);
   });
 
   test("a stranger gets a short notice and no session; their thread messages never reach OpenCode", async () => {

@@ -1,0 +1,53 @@
+import type { MatrixClient } from "matrix-bot-sdk";
+import type { Logger } from "../log.ts";
+import type { ComposeOptions } from "../matrix/content.ts";
+import type { IncomingMessage } from "../matrix/inbound.ts";
+import type { MatrixSender } from "../matrix/sender.ts";
+import type { OpencodeBackend } from "../opencode/backend.ts";
+import type { PermissionDesk } from "../opencode/permission-desk.ts";
+import type { RoomStore } from "../store/rooms.ts";
+import type { ThreadRow, ThreadStore } from "../store/threads.ts";
+
+/** What commands may use. */
+export interface CommandServices {
+  prefix: string;
+  opencode: OpencodeBackend;
+  permissions: PermissionDesk;
+  threads: ThreadStore;
+  rooms: RoomStore;
+  sender: MatrixSender;
+  client: MatrixClient;
+  /** Directories `!oc project` may point a room at. */
+  projectRoots: string[];
+  log: Logger;
+}
+
+export interface CommandContext {
+  msg: IncomingMessage;
+  /** The words after the command name. */
+  args: string;
+  /** The session thread the command was written in, if any. */
+  thread: ThreadRow | undefined;
+  /** Answers go into this thread: the one the message is in, or a new one on the message. */
+  root: string;
+  reply(markdown: string, opts?: ComposeOptions): Promise<string>;
+  services: CommandServices;
+}
+
+export interface CommandSpec {
+  name: string;
+  aliases?: string[];
+  /** Arguments as shown in help and usage answers, e.g. "<provider/model>". */
+  args?: string;
+  summary: string;
+  /** "thread": needs a session thread; "room": top level only; "any": both (meaning differs). */
+  where: "thread" | "room" | "any";
+  /** Needs power level ≥ 50 in the room. */
+  moderator?: boolean;
+  run(ctx: CommandContext): Promise<void>;
+}
+
+/** Thrown by a command whose arguments are wrong; the router answers with the usage line. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}

@@ -1,0 +1,104 @@
+import { existsSync, readFileSync, realpathSync, statSync } from "node:fs";
+import { extname, isAbsolute, relative, resolve, sep } from "node:path";
+import { UsageError, type CommandContext, type CommandSpec } from "../../commands/types.ts";
+import { threadMessage } from "../../matrix/content.ts";
+import type { OpencodeBackend } from "../backend.ts";
+import { describeError } from "../errors.ts";
+
+/** Inline in chat up to this size; larger content is attached as a file. */
+const inlineLimit = 6000;
+
+export class OutsideWorkspaceError extends Error {
+  override name = "OutsideWorkspaceError";
+}
+
+/**
+ * Resolves a path a person typed inside `root`, following symlinks: `..`, absolute paths and
+ * links that lead outside are refused. Returns the real path, or undefined if nothing is there.
+ */
+export function confinePath(root: string, typed: string): string | undefined {
+  if (typed.includes("\0")) throw new OutsideWorkspaceError("the path contains a NUL character");
+  const realRoot = realpathSync(root);
+  const lexical = resolve(realRoot, typed);
+  if (lexical !== realRoot && !lexical.startsWith(realRoot + sep)) throw new OutsideWorkspaceError(`\`${typed}\` is outside the workspace`);
+  if (!existsSync(lexical)) return undefined;
+  const real = realpathSync(lexical);
+  if (real !== realRoot && !real.startsWith(realRoot + sep)) throw new OutsideWorkspaceError(`\`${typed}\` leads outside the workspace`);
+  return real;
+}
+
+async function sendAttachment(ctx: CommandContext, data: Buffer, filename: string, mime: string): Promise<void> {
+  const url = await ctx.services.client.uploadContent(data, mime, filename);
+  const target = { roomId: ctx.msg.roomId, threadRoot: ctx.root, replyTo: ctx.msg.eventId };
+  const content = threadMessage(target, filename, { notice: false, mentions: [] });
+  delete content.format;
+  delete content.formatted_body;
+  await ctx.services.sender.send(ctx.msg.roomId, { ...content, msgtype: "m.file", body: filename, filename, url, info: { mimetype: mime, size: data.length } });
+}
+
+const fence = (text: string, lang: string): string => {
+  const ticks = text.includes("```") ? "````" : "```";
+  return `${ticks}${lang}\n${text.replace(/\n$/, "")}\n${ticks}`;
+};
+
+export function fileCommands(oc: OpencodeBackend): CommandSpec[] {
+  return [
+    {
+      name: "diff",
+      summary: "the session's changed files and their diff (attached as a .diff file when long)",
+      where: "thread",
+      async run(ctx) {
+        const t = ctx.thread!;
+        const res = await oc.conn.client.session.diff({ sessionID: t.sessionId, directory: oc.threadDirectory(t) });
+        if (res.error !== undefined) throw new Error(describeError(res.error));
+        const files = (res.data ?? []).filter((f) => f.file);
+        if (files.length === 0) {
+          await ctx.reply("No changed files in this session.");
+          return;
+        }
+        const mark = { added: "A", deleted: "D", modified: "M" } as const;
+        const summary = files.map((f) => `${mark[f.status ?? "modified"]} \`${f.file}\` +${f.additions} −${f.deletions}`).join("\n");
+        const patch = files.map((f) => f.patch ?? "").join("\n");
+        if (Buffer.byteLength(patch) <= inlineLimit) {
+          await ctx.reply(`**Changed files** (${files.length}):\n${summary}\n\n${fence(patch, "diff")}`);
+          return;
+        }
+        await ctx.reply(`**Changed files** (${files.length}):\n${summary}\n\nThe diff is long; it is attached as a file.`);
+        await sendAttachment(ctx, Buffer.from(patch), `${t.sessionId}.diff`, "text/x-diff");
+      },
+    },
+    {
+      name: "file",
+      args: "<path>",
+      summary: "show a file of the workspace (paths outside the workspace are refused)",
+      where: "any",
+      async run(ctx) {
+        const typed = ctx.args.trim();
+        if (!typed) throw new UsageError("Which file?");
+        const root = ctx.thread ? oc.threadDirectory(ctx.thread) : oc.roomDirectory(ctx.msg.roomId);
+        let real: string | undefined;
+        try {
+          real = confinePath(root, typed);
+        } catch (err) {
+          if (err instanceof OutsideWorkspaceError) {
+            await ctx.reply(`⛔ Refused: ${err.message}. Only files inside the workspace can be shown.`);
+            return;
+          }
+          throw err;
+        }
+        if (!real || !statSync(real).isFile()) {
+          await ctx.reply(`No file \`${typed}\` in the workspace.`);
+          return;
+        }
+        const data = readFileSync(real);
+        const name = relative(realpathSync(root), real);
+        const binary = data.subarray(0, 8000).includes(0);
+        if (!binary && data.length <= inlineLimit) {
+          await ctx.reply(`\`${name}\`\n\n${fence(data.toString("utf8"), extname(name).slice(1))}`);
+          return;
+        }
+        await sendAttachment(ctx, data, isAbsolute(name) ? "file" : name.split(sep).join("_"), binary ? "application/octet-stream" : "text/plain");
+      },
+    },
+  ];
+}

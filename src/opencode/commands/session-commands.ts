@@ -1,0 +1,142 @@
+import type { Session } from "@opencode-ai/sdk/v2";
+import { UsageError, type CommandContext, type CommandSpec } from "../../commands/types.ts";
+import type { OpencodeBackend } from "../backend.ts";
+import { titleFrom } from "../backend.ts";
+import { describeError } from "../errors.ts";
+
+const ago = (ms: number): string => {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s}s ago`;
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} d ago`;
+};
+
+const threadLink = (roomId: string, eventId: string): string =>
+  `https://matrix.to/#/${encodeURIComponent(roomId)}/${encodeURIComponent(eventId)}`;
+
+async function getSession(oc: OpencodeBackend, id: string, directory: string): Promise<Session | undefined> {
+  const res = await oc.conn.client.session.get({ sessionID: id, directory });
+  return res.data ?? undefined;
+}
+
+export function sessionCommands(oc: OpencodeBackend): CommandSpec[] {
+  const p = oc.prefix;
+  return [
+    {
+      name: "new",
+      args: "[title]",
+      summary: "start an empty session; the bot posts its thread",
+      where: "room",
+      async run(ctx: CommandContext) {
+        const title = ctx.args ? titleFrom(ctx.args) : "New session";
+        const res = await oc.conn.client.session.create({ title, directory: oc.roomDirectory(ctx.msg.roomId) });
+        if (!res.data) throw new Error(describeError(res.error));
+        await oc.openThread(ctx.msg.roomId, res.data.id, title, ctx.msg.sender, `🧵 **${title}** — new OpenCode session \`${res.data.id}\`. Write in this thread to talk to it.`);
+      },
+    },
+    {
+      name: "sessions",
+      summary: "this room's sessions: title, id, state, last activity, thread link",
+      where: "any",
+      async run(ctx) {
+        const threads = ctx.services.threads.inRoom(ctx.msg.roomId).filter((t) => t.backend === "opencode");
+        if (threads.length === 0) {
+          await ctx.reply(`No OpenCode sessions in this room yet. Start one with \`${p} <prompt>\` or \`${p} new\`.`);
+          return;
+        }
+        const statuses = (await oc.conn.client.session.status().catch(() => ({ data: undefined }))).data ?? {};
+        const lines = threads.slice(0, 30).map((t, i) => {
+          const state = oc.runner.isBusy(t.sessionId) ? "busy" : (statuses[t.sessionId]?.type ?? "idle");
+          return `${i + 1}. **${t.title ?? "untitled"}** — \`${t.sessionId}\` · ${state} · ${ago(Date.now() - t.lastActivityAt)} · [thread](${threadLink(t.roomId, t.rootEventId)})`;
+        });
+        const more = threads.length > 30 ? `\n…and ${threads.length - 30} more.` : "";
+        await ctx.reply(`**Sessions in this room** (${threads.length}):\n\n${lines.join("\n")}${more}`);
+      },
+    },
+    {
+      name: "attach",
+      args: "<session-id>",
+      summary: "map an existing session (e.g. one started in the TUI) to a new thread and stream it there",
+      where: "room",
+      async run(ctx) {
+        const id = ctx.args.split(/\s+/)[0] ?? "";
+        if (!/^ses_[A-Za-z0-9]+$/.test(id)) throw new UsageError(ctx.args ? `\`${ctx.args.slice(0, 80)}\` is not a session id (they look like \`ses_…\`).` : "Which session?");
+        const existing = ctx.services.threads.bySession("opencode", id).find((t) => t.roomId === ctx.msg.roomId);
+        if (existing) {
+          await ctx.reply(`Session \`${id}\` already has [a thread here](${threadLink(existing.roomId, existing.rootEventId)}).`);
+          return;
+        }
+        const session = await getSession(oc, id, oc.roomDirectory(ctx.msg.roomId));
+        if (!session) {
+          await ctx.reply(`There is no session \`${id}\` on the OpenCode server. \`${p} sessions\` lists this room's sessions.`);
+          return;
+        }
+        const thread = await oc.openThread(ctx.msg.roomId, id, session.title, ctx.msg.sender, `📎 **${session.title}** — attached OpenCode session \`${id}\`. Its work streams here; write in this thread to prompt it.`);
+        const status = (await oc.conn.client.session.status()).data?.[id];
+        if (status?.type === "busy") oc.runner.follow(thread);
+      },
+    },
+    {
+      name: "abort",
+      summary: "stop the turn that is running (queued prompts are dropped)",
+      where: "thread",
+      async run(ctx) {
+        const thread = ctx.thread!;
+        const wasRunning = await oc.runner.abort(thread);
+        await ctx.reply(wasRunning ? "⏹️ Aborting…" : "Nothing is running in this session.");
+      },
+    },
+    {
+      name: "status",
+      summary: "state, model, agent, tokens, cost and changed files of the session (at top level: the room's settings)",
+      where: "any",
+      async run(ctx) {
+        if (!ctx.thread) {
+          const room = ctx.services.rooms.settings(ctx.msg.roomId);
+          const count = ctx.services.threads.inRoom(ctx.msg.roomId).filter((t) => t.backend === "opencode").length;
+          await ctx.reply(
+            [
+              `**This room** — ${count} OpenCode session${count === 1 ? "" : "s"}`,
+              `Project: \`${oc.roomDirectory(ctx.msg.roomId)}\``,
+              `Default model: ${room.defaultModel ?? "server default"} · default agent: ${room.defaultAgent ?? "server default"}`,
+              `OpenCode server: ${oc.conn.state}`,
+            ].join("\n"),
+          );
+          return;
+        }
+        const t = ctx.thread;
+        const dir = oc.threadDirectory(t);
+        const session = await getSession(oc, t.sessionId, dir);
+        if (!session) {
+          await ctx.reply(`Session \`${t.sessionId}\` is gone from the OpenCode server. \`${p} forget\` unmaps this thread.`);
+          return;
+        }
+        const state = oc.runner.isBusy(t.sessionId) ? "busy" : ((await oc.conn.client.session.status()).data?.[t.sessionId]?.type ?? "idle");
+        const model = t.model ?? (session.model ? `${session.model.providerID}/${session.model.id}` : "server default");
+        const tok = session.tokens ? session.tokens.input + session.tokens.output + session.tokens.reasoning : 0;
+        const diff = (await oc.conn.client.session.diff({ sessionID: t.sessionId, directory: dir })).data ?? [];
+        const files = diff.map((f) => f.file).filter((f): f is string => !!f);
+        const queued = oc.runner.queueLength(t.sessionId);
+        await ctx.reply(
+          [
+            `**${session.title}** — \`${t.sessionId}\``,
+            `State: ${state}${queued ? ` (${queued} queued)` : ""} · model: ${model} · agent: ${t.agent ?? session.agent ?? "build"}`,
+            `Tokens: ${tok.toLocaleString("en-US")} · cost: $${(session.cost ?? 0).toFixed(4)}`,
+            `Changed files: ${files.length ? files.map((f) => `\`${f}\``).join(", ") : "none"}`,
+          ].join("\n"),
+        );
+      },
+    },
+    {
+      name: "forget",
+      summary: "unmap this thread from its session (the session stays on the server)",
+      where: "thread",
+      async run(ctx) {
+        const t = ctx.thread!;
+        ctx.services.threads.delete(t.roomId, t.rootEventId);
+        await ctx.reply(`This thread is no longer linked to \`${t.sessionId}\`. The session still exists; \`${p} attach ${t.sessionId}\` links it again.`);
+      },
+    },
+  ];
+}

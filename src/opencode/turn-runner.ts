@@ -1,0 +1,324 @@
+import type { Event, FilePartInput, Message, Part, TextPartInput } from "@opencode-ai/sdk/v2";
+import type { PromptRequest } from "../commands/backend.ts";
+import type { Logger } from "../log.ts";
+import { threadMessage, type ThreadTarget } from "../matrix/content.ts";
+import { pill } from "../matrix/format.ts";
+import type { MatrixSender } from "../matrix/sender.ts";
+import { SplitLiveMessage } from "../render/split-live-message.ts";
+import type { Db } from "../store/db.ts";
+import type { Inbox } from "../store/inbox.ts";
+import type { ThreadRow, ThreadStore } from "../store/threads.ts";
+import type { TurnRow, TurnStore } from "../store/turns.ts";
+import type { OpencodeConnection } from "./connection.ts";
+import { describeError, errorAdvice } from "./errors.ts";
+import { ascendingId } from "./ids.ts";
+import { TurnView } from "./turn-view.ts";
+
+export interface PromptOptions {
+  model?: { providerID: string; modelID: string } | undefined;
+  agent?: string | undefined;
+  directory: string;
+}
+
+interface ActiveTurn {
+  row: TurnRow;
+  view: TurnView;
+  live: SplitLiveMessage;
+  directory: string;
+  /** Set once the server shows work on this turn: an earlier turn's late idle must not end it. */
+  sawBusy: boolean;
+  finishing: boolean;
+}
+
+export interface TurnRunnerDeps {
+  db: Db;
+  conn: OpencodeConnection;
+  threads: ThreadStore;
+  turns: TurnStore;
+  inbox: Inbox;
+  sender: MatrixSender;
+  log: Logger;
+  workspaceDir: string;
+  editWindowMs: number;
+  /** Turns that take at least this long end with a notice that mentions who asked (a phone push). */
+  completionNoticeAfterMs: number;
+  onTurnEnd?: (outcome: "done" | "failed") => void;
+}
+
+/**
+ * Runs turns: sends a prompt, follows the session's events into one live reply, finishes it
+ * from the server's record when the session goes idle, then sends the next queued prompt.
+ */
+export class TurnRunner {
+  private readonly d: TurnRunnerDeps;
+  private readonly active = new Map<string, ActiveTurn>();
+  private readonly queues = new Map<string, Array<{ thread: ThreadRow; req: PromptRequest; opts: PromptOptions }>>();
+  private readonly ownMessageIds = new Set<string>();
+
+  constructor(deps: TurnRunnerDeps) {
+    this.d = deps;
+    deps.conn.onEvent((e) => this.onEvent(e));
+  }
+
+  get activeCount(): number {
+    return this.active.size;
+  }
+
+  isBusy(sessionId: string): boolean {
+    return this.active.has(sessionId);
+  }
+
+  /** Who asked for the turn that is running in a session (for mentions). */
+  prompter(sessionId: string): string | undefined {
+    const p = this.active.get(sessionId)?.row.promptedBy;
+    return p ? p : undefined;
+  }
+
+  queueLength(sessionId: string): number {
+    return this.queues.get(sessionId)?.length ?? 0;
+  }
+
+  /** Sends now, or queues behind the running turn. Returns the queue position (0 = sent now). */
+  async submit(thread: ThreadRow, req: PromptRequest, opts: PromptOptions): Promise<{ queued: number }> {
+    if (this.active.has(thread.sessionId)) {
+      const queue = this.queues.get(thread.sessionId) ?? [];
+      queue.push({ thread, req, opts });
+      this.queues.set(thread.sessionId, queue);
+      return { queued: queue.length };
+    }
+    await this.send(thread, req, opts);
+    return { queued: 0 };
+  }
+
+  private async send(thread: ThreadRow, req: PromptRequest, opts: PromptOptions): Promise<void> {
+    const messageId = ascendingId("msg");
+    this.ownMessageIds.add(messageId);
+    // The turn row and the inbox mark commit together: after a crash the prompt is either
+    // recorded (and reconciled by its message id) or still pending in the inbox.
+    const row = this.d.db.transaction(() => {
+      const r = this.d.turns.start({
+        roomId: thread.roomId,
+        rootEventId: thread.rootEventId,
+        sessionId: thread.sessionId,
+        promptEventId: req.eventId,
+        promptMessageId: messageId,
+        promptedBy: req.sender,
+        promptText: req.text,
+      });
+      this.d.inbox.markDone(req.eventId);
+      return r;
+    })();
+    this.d.threads.touch(thread.roomId, thread.rootEventId);
+    const turn = this.track(row, { roomId: thread.roomId, threadRoot: thread.rootEventId, replyTo: req.eventId }, opts.directory);
+    turn.live.update(turn.view.render({ final: false, durationMs: 0 }));
+    const parts: Array<TextPartInput | FilePartInput> = [{ type: "text", text: req.text }];
+    for (const f of req.files ?? []) {
+      parts.push({ type: "file", mime: f.mime, filename: f.filename, url: `data:${f.mime};base64,${f.data.toString("base64")}` });
+    }
+    let failure: string | undefined;
+    try {
+      const res = await this.d.conn.client.session.promptAsync({
+        sessionID: thread.sessionId,
+        directory: opts.directory,
+        messageID: messageId,
+        parts,
+        ...(opts.model ? { model: opts.model } : {}),
+        ...(opts.agent ? { agent: opts.agent } : {}),
+      });
+      if (res.error !== undefined) failure = describeError(res.error);
+    } catch (err) {
+      failure = describeError(err);
+    }
+    if (failure !== undefined) await this.end(turn, `⚠️ **OpenCode did not accept the prompt:** ${failure}`);
+  }
+
+  private track(row: TurnRow, target: ThreadTarget, directory: string, parent?: string): ActiveTurn {
+    const live = new SplitLiveMessage({
+      sender: this.d.sender,
+      target,
+      windowMs: this.d.editWindowMs,
+      log: this.d.log,
+      eventId: row.replyEventId,
+      onPosted: (id) => this.d.turns.setReply(row.id, id),
+    });
+    const view = new TurnView(this.d.workspaceDir, row.promptMessageId ?? parent);
+    const turn: ActiveTurn = { row, view, live, directory, sawBusy: false, finishing: false };
+    this.active.set(row.sessionId, turn);
+    return turn;
+  }
+
+  private onEvent(event: Event): void {
+    const sessionId = (event.properties as { sessionID?: string }).sessionID;
+    if (sessionId === undefined) return;
+    const turn = this.active.get(sessionId);
+    if (!turn) {
+      this.maybeExternalTurn(event, sessionId);
+      return;
+    }
+    if (turn.finishing) return;
+    if (event.type === "session.status") {
+      if (event.properties.status.type === "busy") turn.sawBusy = true;
+      else if (event.properties.status.type === "idle" && turn.sawBusy) void this.finish(turn);
+      return;
+    }
+    if (event.type === "session.idle") {
+      if (turn.sawBusy) void this.finish(turn);
+      return;
+    }
+    if (event.type === "message.updated" && event.properties.info.role === "assistant") turn.sawBusy = true;
+    if (turn.view.apply(event)) turn.live.update(turn.view.render({ final: false, durationMs: Date.now() - turn.row.startedAt }));
+  }
+
+  /** A prompt typed elsewhere (the TUI, another client) into a session that has a thread: stream it there too. */
+  private maybeExternalTurn(event: Event, sessionId: string): void {
+    if (event.type !== "message.updated" || event.properties.info.role !== "user") return;
+    const id = event.properties.info.id;
+    if (this.ownMessageIds.has(id)) return;
+    const thread = this.d.threads.bySession("opencode", sessionId)[0];
+    if (!thread) return;
+    const row = this.d.turns.start({
+      roomId: thread.roomId,
+      rootEventId: thread.rootEventId,
+      sessionId,
+      promptEventId: thread.rootEventId,
+      promptMessageId: id,
+      promptedBy: "",
+      promptText: "",
+    });
+    this.ownMessageIds.add(id);
+    const turn = this.track(row, { roomId: thread.roomId, threadRoot: thread.rootEventId, replyTo: thread.rootEventId }, thread.directory ?? this.d.workspaceDir);
+    turn.sawBusy = true;
+    turn.live.update(turn.view.render({ final: false, durationMs: 0 }));
+  }
+
+  /** Starts following a session that is already working (after `attach`). */
+  follow(thread: ThreadRow): void {
+    if (this.active.has(thread.sessionId)) return;
+    const row = this.d.turns.start({
+      roomId: thread.roomId,
+      rootEventId: thread.rootEventId,
+      sessionId: thread.sessionId,
+      promptEventId: thread.rootEventId,
+      promptMessageId: null,
+      promptedBy: "",
+      promptText: "",
+    });
+    const turn = this.track(row, { roomId: thread.roomId, threadRoot: thread.rootEventId, replyTo: thread.rootEventId }, thread.directory ?? this.d.workspaceDir);
+    turn.sawBusy = true;
+    void this.refresh(turn);
+  }
+
+  private async refresh(turn: ActiveTurn): Promise<void> {
+    const res = await this.d.conn.client.session.messages({ sessionID: turn.row.sessionId, directory: turn.directory });
+    turn.view.load((res.data ?? []) as Array<{ info: Message; parts: Part[] }>);
+    turn.live.update(turn.view.render({ final: false, durationMs: Date.now() - turn.row.startedAt }));
+  }
+
+  /** The session went idle: render the final state from the server's own record of the turn. */
+  private async finish(turn: ActiveTurn): Promise<void> {
+    if (turn.finishing) return;
+    turn.finishing = true;
+    try {
+      const res = await this.d.conn.client.session.messages({ sessionID: turn.row.sessionId, directory: turn.directory });
+      if (res.data) turn.view.load(res.data as Array<{ info: Message; parts: Part[] }>);
+    } catch (err) {
+      this.d.log.warn({ err, sessionId: turn.row.sessionId }, "could not read the session's messages; finishing from the stream");
+    }
+    await this.end(turn);
+  }
+
+  private async end(turn: ActiveTurn, failure?: string): Promise<void> {
+    turn.finishing = true;
+    const err = turn.view.error;
+    const aborted = err?.name === "MessageAbortedError";
+    const error = failure ?? (err && !aborted ? `⚠️ **${err.name}:** ${err.message}\n\n${errorAdvice(err.name)}` : undefined);
+    const durationMs = Date.now() - turn.row.startedAt;
+    const text = turn.view.render({ final: true, durationMs, ...(error ? { error } : {}), aborted });
+    try {
+      await turn.live.finish(text);
+    } catch (e) {
+      this.d.log.error({ err: e, sessionId: turn.row.sessionId }, "could not post the final reply");
+    } finally {
+      this.d.turns.finish(turn.row.id, error ? "failed" : "done");
+      this.active.delete(turn.row.sessionId);
+    }
+    this.d.onTurnEnd?.(error ? "failed" : "done");
+    await this.notifyEnd(turn, error !== undefined, aborted, durationMs);
+    const next = this.queues.get(turn.row.sessionId)?.shift();
+    if (next) await this.send(next.thread, next.req, next.opts).catch((e: unknown) => this.d.log.error({ err: e }, "queued prompt failed"));
+  }
+
+  /** The one message of a turn that pushes phones: who asked hears that it is done or failed. */
+  private async notifyEnd(turn: ActiveTurn, failed: boolean, aborted: boolean, durationMs: number): Promise<void> {
+    const who = turn.row.promptedBy;
+    if (!who || aborted) return;
+    if (!failed && durationMs < this.d.completionNoticeAfterMs) return;
+    const text = failed ? `⚠️ ${pill(who).markdown} the turn failed — see the reply above.` : `✅ ${pill(who).markdown} done.`;
+    const target = { roomId: turn.row.roomId, threadRoot: turn.row.rootEventId, replyTo: turn.live.firstId ?? turn.row.promptEventId };
+    await this.d.sender
+      .send(turn.row.roomId, threadMessage(target, text, { mentions: [who] }))
+      .catch((e: unknown) => this.d.log.warn({ err: e }, "could not post the completion notice"));
+  }
+
+  async abort(thread: ThreadRow): Promise<boolean> {
+    this.queues.delete(thread.sessionId);
+    const res = await this.d.conn.client.session.abort({ sessionID: thread.sessionId, directory: thread.directory ?? this.d.workspaceDir });
+    if (res.error !== undefined) throw new Error(describeError(res.error));
+    return this.active.has(thread.sessionId);
+  }
+
+  /**
+   * Brings turns up to date with the server: at start-up, the turns a previous process left
+   * running (re-sending a prompt that never arrived, finishing one that ended meanwhile); after
+   * a reconnect, the turns that ended while the event stream was down.
+   */
+  async reconcile(): Promise<void> {
+    const statuses = (await this.d.conn.client.session.status()).data ?? {};
+    for (const row of this.d.turns.running()) {
+      if (this.active.get(row.sessionId)?.row.id === row.id) continue;
+      const thread = this.d.threads.get(row.roomId, row.rootEventId);
+      if (!thread) {
+        this.d.turns.finish(row.id, "failed");
+        continue;
+      }
+      const directory = thread.directory ?? this.d.workspaceDir;
+      const turn = this.track(row, { roomId: row.roomId, threadRoot: row.rootEventId, replyTo: row.promptEventId }, directory);
+      if (row.promptMessageId) this.ownMessageIds.add(row.promptMessageId);
+      const res = await this.d.conn.client.session.messages({ sessionID: row.sessionId, directory });
+      const messages = (res.data ?? []) as Array<{ info: Message; parts: Part[] }>;
+      const arrived = row.promptMessageId === null || messages.some((m) => m.info.id === row.promptMessageId);
+      if (!arrived && row.promptMessageId !== null) {
+        this.d.log.info({ sessionId: row.sessionId, turn: row.id }, "prompt never reached OpenCode; sending it now");
+        turn.live.update(turn.view.render({ final: false, durationMs: 0 }));
+        const sent = await this.d.conn.client.session.promptAsync({
+          sessionID: row.sessionId,
+          directory,
+          messageID: row.promptMessageId,
+          parts: [{ type: "text", text: row.promptText }],
+        });
+        if (sent.error !== undefined) await this.end(turn, `⚠️ **OpenCode did not accept the prompt:** ${describeError(sent.error)}`);
+        continue;
+      }
+      turn.view.load(messages);
+      if (statuses[row.sessionId]?.type === "busy") {
+        turn.sawBusy = true;
+        turn.live.update(turn.view.render({ final: false, durationMs: Date.now() - row.startedAt }));
+      } else {
+        await this.finish(turn);
+      }
+    }
+    for (const turn of [...this.active.values()]) {
+      if (turn.sawBusy && !turn.finishing && statuses[turn.row.sessionId]?.type !== "busy") await this.finish(turn);
+    }
+  }
+
+  /** Threads with a turn running, for telling people about a lost or regained server. */
+  activeTargets(): ThreadTarget[] {
+    return [...this.active.values()].map((t) => ({ roomId: t.row.roomId, threadRoot: t.row.rootEventId, replyTo: t.live.firstId ?? t.row.promptEventId }));
+  }
+
+  /** Waits until every reply being written has reached Matrix (used on shutdown). */
+  async settle(): Promise<void> {
+    await Promise.all([...this.active.values()].map((t) => t.live.settle()));
+  }
+}

@@ -1,0 +1,56 @@
+import { LiveMessage, type LiveMessageOptions } from "./live-message.ts";
+import { splitMarkdown } from "./split.ts";
+
+/** Continuation replies beyond this many are not posted; the whole text is attached as a file instead. */
+const maxPieces = 5;
+
+/**
+ * A live reply that may outgrow one Matrix message: the text is split into pieces, each its
+ * own live message in the thread (the first one is the reply; the others continue it). Nothing
+ * is cut silently: past `maxPieces` the final text is uploaded whole as a file.
+ */
+export class SplitLiveMessage {
+  private readonly opts: LiveMessageOptions & { attach?: (text: string) => Promise<void> };
+  private readonly pieces: LiveMessage[] = [];
+
+  constructor(opts: LiveMessageOptions & { attach?: (text: string) => Promise<void> }) {
+    this.opts = opts;
+    this.pieces.push(new LiveMessage(opts));
+  }
+
+  get firstId(): string | null {
+    return this.pieces[0]?.id ?? null;
+  }
+
+  get edits(): number {
+    return this.pieces.reduce((n, p) => n + p.edits, 0);
+  }
+
+  update(markdown: string): void {
+    this.layout(markdown, false).forEach((text, i) => this.piece(i).update(text));
+  }
+
+  async finish(markdown: string): Promise<void> {
+    const texts = this.layout(markdown, true);
+    // In order, so that continuation replies appear below the reply they continue.
+    for (let i = 0; i < texts.length; i++) await this.piece(i).finish(texts[i] as string);
+    if (splitMarkdown(markdown).length > maxPieces && this.opts.attach) await this.opts.attach(markdown);
+  }
+
+  async settle(): Promise<void> {
+    await Promise.all(this.pieces.map((p) => p.settle()));
+  }
+
+  private layout(markdown: string, final: boolean): string[] {
+    const texts = splitMarkdown(markdown);
+    if (texts.length <= maxPieces) return texts.map((t, i) => (i < texts.length - 1 ? `${t}\n\n_(continued below)_` : t));
+    const shown = texts.slice(0, maxPieces - 1).map((t) => `${t}\n\n_(continued below)_`);
+    const note = final && this.opts.attach ? "_…the answer is too long for chat; the whole text is attached below._" : "_…the answer is long; the whole text will be attached when it is done._";
+    return [...shown, note];
+  }
+
+  private piece(i: number): LiveMessage {
+    while (this.pieces.length <= i) this.pieces.push(new LiveMessage({ ...this.opts, eventId: null, onPosted: () => {} }));
+    return this.pieces[i] as LiveMessage;
+  }
+}
