@@ -6,6 +6,7 @@ import type { BotConfig } from "./config/schema.ts";
 import { startHttpServer } from "./http/server.ts";
 import type { Logger } from "./log.ts";
 import { DurableMatrixClient, resolveAccessToken } from "./matrix/bot-client.ts";
+import { DisplayNames } from "./matrix/display-names.ts";
 import { MessageIntake } from "./matrix/intake.ts";
 import { RoomMembership } from "./matrix/rooms.ts";
 import { MatrixSender } from "./matrix/sender.ts";
@@ -13,6 +14,7 @@ import { OpencodeBackend } from "./opencode/backend.ts";
 import { OpencodeConnection } from "./opencode/connection.ts";
 import { PermissionDesk } from "./opencode/permission-desk.ts";
 import { TurnRunner } from "./opencode/turn-runner.ts";
+import { createLettaBackend } from "./letta/index.ts";
 import { downloadMessageFiles } from "./matrix/files.ts";
 import { PermissionStore } from "./store/permissions.ts";
 import { RoomStore } from "./store/rooms.ts";
@@ -75,23 +77,25 @@ export async function startBot(config: BotConfig, log: Logger): Promise<RunningB
   const sender = new MatrixSender(client, log.child({ component: "matrix" }));
   const access = new AccessPolicy(config.access.allowedUsers, config.access.strangerNoticeIntervalMs);
   const rooms = new RoomStore(db);
+  const names = new DisplayNames(client);
   const runner = new TurnRunner({
-    db, conn, threads, turns, inbox, sender, workspaceDir,
+    db, conn, threads, turns, inbox, sender, names, workspaceDir,
     log: log.child({ component: "turns" }),
     editWindowMs: config.rendering.editWindowMs,
     completionNoticeAfterMs: config.rendering.completionNoticeAfterMs,
   });
-  const backend = new OpencodeBackend({ prefix: config.commands.prefix, conn, runner, threads, rooms, sender, client, workspaceDir, log });
+  const backend = new OpencodeBackend({ prefix: config.commands.prefix, conn, runner, threads, rooms, sender, client, names, workspaceDir, log });
   const permissions = new PermissionDesk({
-    conn, threads, sender, log,
+    conn, threads, sender, log, names,
     store: new PermissionStore(db),
     prefix: config.commands.prefix,
     prompter: (sessionId) => runner.prompter(sessionId),
     directoryOf: (sessionId) => backend.directoryOfSession(sessionId),
   });
+  const letta = createLettaBackend(config, { db, threads, inbox, sender, displayName: (r, u) => names.get(r, u), log: log.child({ component: "letta" }) });
   const router = new CommandRouter({
     botUserId: userId, access, threads, sender, client, log,
-    backends: [backend],
+    backends: letta ? [backend, letta] : [backend],
     services: { opencode: backend, permissions, threads, rooms, sender, client, log, projectRoots: (config.opencode.projectRoots ?? [workspaceDir]).map((r) => resolve(r)) },
     downloadFiles: (msg) => downloadMessageFiles(client, msg),
   });
@@ -116,6 +120,7 @@ export async function startBot(config: BotConfig, log: Logger): Promise<RunningB
   conn.start();
   if (!(await waitFor(() => conn.state === "connected", 15_000))) log.warn({ url: opencodeUrl }, "OpenCode is not reachable yet; will keep trying");
 
+  await letta?.reconcile();
   const replayed = intake.replayPending();
   if (replayed > 0) log.info({ replayed }, "resuming messages accepted before the last stop");
   await client.start();
@@ -155,7 +160,7 @@ export async function startBot(config: BotConfig, log: Logger): Promise<RunningB
         log.info("stopping: no new work, finishing replies in flight");
         client.stop();
         await intake.drain();
-        await runner.settle();
+        await Promise.all([runner.settle(), letta?.stop()]);
         await conn.stop();
         await http.close();
         if (embedded) await embedded.stop();

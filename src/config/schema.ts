@@ -49,6 +49,25 @@ export const configSchema = z.object({
     })
     .strict()
     .default({ workspaceDir: "./workspace", healthCheckIntervalMs: 5000, maxRetries: 3, retryDelayMs: 1000 }),
+  letta: z
+    .object({
+      // Unset: no Letta backend (no `!letta` commands).
+      baseUrl: httpUrl.optional(),
+      apiToken: z.string().min(1).optional(),
+      prefix: z.string().regex(/^\S+$/, "must be one word without spaces").default("!letta"),
+      // Agent (name or id) for rooms that have not chosen one with `!letta use`.
+      defaultAgent: z.string().min(1).optional(),
+      // Model handle for `!letta new`, e.g. "openai/gpt-4.1-mini"; embedding handle likewise (optional).
+      model: z.string().min(1).optional(),
+      embedding: z.string().min(1).optional(),
+      // Retries of a request that cannot have been processed (refused, 5xx or timeout before the answer began).
+      maxRetries: z.number().int().min(0).default(3),
+      retryDelayMs: z.number().int().positive().default(1000),
+      // Until the answer starts; also the longest silence allowed in a streamed answer.
+      timeoutMs: z.number().int().positive().default(60_000),
+    })
+    .strict()
+    .default({ prefix: "!letta", maxRetries: 3, retryDelayMs: 1000, timeoutMs: 60_000 }),
   rendering: z
     .object({
       // Streamed text is coalesced into one edit per window: fewer requests, same final text.

@@ -3,6 +3,7 @@ import type { AgentBackend, PromptRequest } from "../commands/backend.ts";
 import type { CommandSpec } from "../commands/types.ts";
 import type { Logger } from "../log.ts";
 import { roomMessage } from "../matrix/content.ts";
+import type { DisplayNames } from "../matrix/display-names.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
 import type { RoomStore } from "../store/rooms.ts";
 import type { ThreadRow, ThreadStore } from "../store/threads.ts";
@@ -19,6 +20,7 @@ export interface OpencodeBackendDeps {
   rooms: RoomStore;
   sender: MatrixSender;
   client: MatrixClient;
+  names: DisplayNames;
   workspaceDir: string;
   log: Logger;
 }
@@ -43,7 +45,6 @@ export class OpencodeBackend implements AgentBackend {
   readonly promptSummary = "start a new OpenCode session; the answer streams into a thread on your message";
   readonly commands: CommandSpec[];
   readonly d: OpencodeBackendDeps;
-  private readonly names = new Map<string, string>();
 
   constructor(deps: OpencodeBackendDeps) {
     this.d = deps;
@@ -115,15 +116,7 @@ export class OpencodeBackend implements AgentBackend {
   }
 
   /** The name people see, for attributing prompts in a shared session. */
-  async displayName(roomId: string, userId: string): Promise<string> {
-    const key = `${roomId}\u0000${userId}`;
-    const cached = this.names.get(key);
-    if (cached) return cached;
-    const member = (await this.d.client.getRoomStateEvent(roomId, "m.room.member", userId).catch(() => undefined)) as
-      | { displayname?: string }
-      | undefined;
-    const name = (member?.displayname ?? /^@([^:]+)/.exec(userId)?.[1] ?? userId).replace(/[[\]\n]/g, "").slice(0, 60);
-    this.names.set(key, name);
-    return name;
+  displayName(roomId: string, userId: string): Promise<string> {
+    return this.d.names.get(roomId, userId);
   }
 }

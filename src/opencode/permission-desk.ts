@@ -1,6 +1,7 @@
 import type { Event } from "@opencode-ai/sdk/v2";
 import type { Logger } from "../log.ts";
 import { editMessage, threadMessage } from "../matrix/content.ts";
+import type { DisplayNames } from "../matrix/display-names.ts";
 import { pill } from "../matrix/format.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
 import type { PermissionRow, PermissionStore } from "../store/permissions.ts";
@@ -48,6 +49,7 @@ export class PermissionDesk {
   private readonly prompter: (sessionId: string) => string | undefined;
   private readonly prefix: string;
   private readonly directoryOf: (sessionId: string) => string;
+  private readonly names: DisplayNames;
 
   constructor(opts: {
     conn: OpencodeConnection;
@@ -58,7 +60,9 @@ export class PermissionDesk {
     prefix: string;
     prompter: (sessionId: string) => string | undefined;
     directoryOf: (sessionId: string) => string;
+    names: DisplayNames;
   }) {
+    this.names = opts.names;
     this.conn = opts.conn;
     this.store = opts.store;
     this.threads = opts.threads;
@@ -83,11 +87,12 @@ export class PermissionDesk {
     const thread = this.threads.bySession("opencode", req.sessionID)[0];
     if (!thread) return; // a session without a thread: the notify plugin covers those
     const who = this.prompter(req.sessionID) ?? thread.startedBy;
+    const whoName = await this.names.get(thread.roomId, who);
     const summary = describeRequest(req);
     if (!this.store.add({ requestId: req.id, sessionId: req.sessionID, roomId: thread.roomId, rootEventId: thread.rootEventId, summary, askedOf: [who] })) return;
     const p = this.prefix;
     const text =
-      `🔐 **Permission needed** — ${pill(who).markdown}: OpenCode wants to ${summary}.\n\n` +
+      `🔐 **Permission needed** — ${pill(who, whoName).markdown}: OpenCode wants to ${summary}.\n\n` +
       `React ✅ allow once · ♾️ allow always · ❌ reject — or write \`${p} allow\`, \`${p} allow always\`, \`${p} deny [reason]\` in this thread.`;
     const target = { roomId: thread.roomId, threadRoot: thread.rootEventId, replyTo: thread.rootEventId };
     const eventId = await this.sender.send(thread.roomId, threadMessage(target, text, { mentions: [who] }));
@@ -138,7 +143,7 @@ export class PermissionDesk {
 
   private async showOutcome(row: PermissionRow, outcome: PermissionReply | "expired", by: string | null, reason?: string): Promise<void> {
     if (!row.messageEventId) return;
-    const who = by ? ` by ${pill(by).markdown}` : outcome === "expired" ? "" : " outside Matrix";
+    const who = by ? ` by ${pill(by, await this.names.get(row.roomId, by)).markdown}` : outcome === "expired" ? "" : " outside Matrix";
     const why = reason ? ` — “${reason}”` : "";
     const text = `🔐 OpenCode asked to ${row.summary} — **${outcomeText[outcome]}**${who}${why}.`;
     await this.sender.send(row.roomId, editMessage(row.messageEventId, text, {})).catch((err: unknown) => this.log.warn({ err }, "could not update the permission message"));

@@ -2,6 +2,7 @@ import type { Event, FilePartInput, Message, Part, TextPartInput } from "@openco
 import type { PromptRequest } from "../commands/backend.ts";
 import type { Logger } from "../log.ts";
 import { threadMessage, type ThreadTarget } from "../matrix/content.ts";
+import type { DisplayNames } from "../matrix/display-names.ts";
 import { pill } from "../matrix/format.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
 import { SplitLiveMessage } from "../render/split-live-message.ts";
@@ -37,6 +38,7 @@ export interface TurnRunnerDeps {
   turns: TurnStore;
   inbox: Inbox;
   sender: MatrixSender;
+  names: DisplayNames;
   log: Logger;
   workspaceDir: string;
   editWindowMs: number;
@@ -253,7 +255,8 @@ export class TurnRunner {
     const who = turn.row.promptedBy;
     if (!who || aborted) return;
     if (!failed && durationMs < this.d.completionNoticeAfterMs) return;
-    const text = failed ? `⚠️ ${pill(who).markdown} the turn failed — see the reply above.` : `✅ ${pill(who).markdown} done.`;
+    const name = pill(who, await this.d.names.get(turn.row.roomId, who)).markdown;
+    const text = failed ? `⚠️ ${name} the turn failed — see the reply above.` : `✅ ${name} done.`;
     const target = { roomId: turn.row.roomId, threadRoot: turn.row.rootEventId, replyTo: turn.live.firstId ?? turn.row.promptEventId };
     await this.d.sender
       .send(turn.row.roomId, threadMessage(target, text, { mentions: [who] }))

@@ -102,6 +102,29 @@ export class TestEnv {
     return events.filter((e) => e.sender === this.botUserId && e.type === "m.room.message");
   }
 
+  /** Waits for a message from the bot (not an edit) matching `match`, as alice sees it. */
+  waitForBot(description: string, match: (e: MatrixEvent) => boolean, timeoutMs = 30_000): Promise<MatrixEvent & { receivedAt: number }> {
+    return this.users.alice.waitForRoomEvent({
+      roomId: this.roomId,
+      sender: this.botUserId,
+      type: "m.room.message",
+      match: (e) => (e.content["m.relates_to"] as { rel_type?: string } | undefined)?.rel_type !== "m.replace" && match(e),
+      description,
+      timeoutMs,
+    });
+  }
+
+  /** Sends a command and returns the body of the bot's threaded answer to it. */
+  async ask(body: string, opts: { threadRoot?: string; as?: "alice" | "bob" | "mallory" } = {}): Promise<string> {
+    const user = this.users[opts.as ?? "alice"];
+    const id = await user.sendText(this.roomId, body, opts.threadRoot ? { threadRoot: opts.threadRoot } : {});
+    const answer = await this.waitForBot(`the answer to ${body}`, (e) => {
+      const rel = e.content["m.relates_to"] as { "m.in_reply_to"?: { event_id?: string } } | undefined;
+      return rel?.["m.in_reply_to"]?.event_id === id;
+    });
+    return String(answer.content.body);
+  }
+
   async modelRequests(): Promise<Array<{ kind: string; lastUserText: string }>> {
     const res = await fetch(`${this.stack.model.controlUrl}/_script/requests`);
     return (await res.json()) as Array<{ kind: string; lastUserText: string }>;

@@ -1,0 +1,120 @@
+import { UsageError, type CommandContext, type CommandSpec } from "../commands/types.ts";
+import { describeLettaError, type AgentInfo } from "./api.ts";
+import type { LettaBackend } from "./backend.ts";
+
+const code = (s: string): string => `\`${s.replace(/`/g, "'")}\``;
+
+/** `!letta agents`, `use`, `new`, `status`; `help` and prompts are the router's. */
+export function lettaCommands(letta: LettaBackend): CommandSpec[] {
+  const p = letta.prefix;
+  const api = (): LettaBackend["api"] => letta.api;
+  const failed = (err: unknown): Error => new Error(describeLettaError(err, api().baseUrl));
+
+  const agents: CommandSpec = {
+    name: "agents",
+    summary: "lists the agents on the Letta server",
+    where: "any",
+    async run(ctx) {
+      let list: AgentInfo[];
+      try {
+        list = await api().listAgents();
+      } catch (err) {
+        throw failed(err);
+      }
+      if (list.length === 0) {
+        await ctx.reply(`No agents on the Letta server yet. Create one with \`${p} new <name>\`.`);
+        return;
+      }
+      const bound = letta.d.rooms.get(ctx.msg.roomId)?.agentId;
+      const lines = list.map((a) => `- **${a.name}** · ${code(a.id)} · ${a.model}${a.id === bound ? " · ← this room" : ""}`);
+      await ctx.reply([`**Letta agents** (${list.length})`, "", ...lines, "", `Pick one for this room with \`${p} use <name or id>\`.`].join("\n"));
+    },
+  };
+
+  const use: CommandSpec = {
+    name: "use",
+    args: "<name or id>",
+    summary: "makes this room talk to that agent",
+    where: "room",
+    moderator: true,
+    async run(ctx) {
+      const ref = ctx.args.trim();
+      if (!ref) throw new UsageError("Name the agent.");
+      let found: AgentInfo[];
+      try {
+        found = await api().findAgents(ref);
+      } catch (err) {
+        throw failed(err);
+      }
+      if (found.length === 0) {
+        await ctx.reply(`No Letta agent named ${code(ref)}; see \`${p} agents\`.`);
+        return;
+      }
+      if (found.length > 1) {
+        await ctx.reply(`Several Letta agents are named ${code(ref)}; use the id: ${found.map((a) => code(a.id)).join(", ")}.`);
+        return;
+      }
+      const agent = found[0] as AgentInfo;
+      letta.d.rooms.bind(ctx.msg.roomId, agent.id, agent.name, ctx.msg.sender);
+      await ctx.reply(`This room now talks to Letta agent **${agent.name}** (${code(agent.id)}, ${agent.model}). Write \`${p} <message>\` to start a thread.`);
+    },
+  };
+
+  const create: CommandSpec = {
+    name: "new",
+    args: "<name>",
+    summary: "creates an agent with the configured model",
+    where: "room",
+    async run(ctx) {
+      const name = ctx.args.trim();
+      if (!name) throw new UsageError("Name the new agent.");
+      if (!/^[\w.-]{1,64}$/u.test(name)) throw new UsageError("The name must be one word of letters, digits, `-`, `_` or `.`.");
+      const model = letta.d.model;
+      if (!model) {
+        await ctx.reply("No model is configured for new agents: set `letta.model` (LETTA_MODEL) in the bot's configuration.");
+        return;
+      }
+      let agent: AgentInfo;
+      try {
+        const existing = await api().agentsNamed(name);
+        if (existing[0]) {
+          await ctx.reply(`An agent named **${name}** already exists (${code(existing[0].id)}); pick it with \`${p} use ${name}\`.`);
+          return;
+        }
+        agent = await api().createAgent(name, model, letta.d.embedding);
+      } catch (err) {
+        throw failed(err);
+      }
+      await ctx.reply(`Created Letta agent **${agent.name}** (${code(agent.id)}, ${agent.model}). Pick it for this room with \`${p} use ${agent.name}\`.`);
+    },
+  };
+
+  const status: CommandSpec = {
+    name: "status",
+    summary: "shows the room's agent and whether the Letta server is up",
+    where: "any",
+    async run(ctx: CommandContext) {
+      const lines: string[] = [];
+      try {
+        const h = await api().health();
+        lines.push(`**Letta** ${api().baseUrl} — ✅ ${h.status}, version ${h.version} (${h.ms} ms)`);
+      } catch (err) {
+        lines.push(`**Letta** ${api().baseUrl} — ❌ ${describeLettaError(err, api().baseUrl)}`);
+      }
+      const bound = letta.d.rooms.get(ctx.msg.roomId);
+      if (bound) lines.push(`Room agent: **${bound.agentName}** (${code(bound.agentId)}), chosen by ${bound.boundBy}`);
+      else if (letta.d.defaultAgent) lines.push(`Room agent: none chosen; the default ${code(letta.d.defaultAgent)} answers (letta.defaultAgent)`);
+      else lines.push(`Room agent: none. ${letta.hint()}`);
+      const agentId = ctx.thread?.sessionId ?? bound?.agentId;
+      if (ctx.thread) lines.push(`This thread: **${ctx.thread.agent ?? ctx.thread.sessionId}** (${code(ctx.thread.sessionId)})`);
+      if (agentId) {
+        const load = letta.load(agentId);
+        if (load.busy) lines.push(`Answering now${load.queued ? `, ${load.queued} waiting` : ""}.`);
+      }
+      lines.push(`New agents use model ${letta.d.model ? code(letta.d.model) : "— (set letta.model)"}.`);
+      await ctx.reply(lines.join("\n"));
+    },
+  };
+
+  return [agents, use, create, status];
+}

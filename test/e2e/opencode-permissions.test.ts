@@ -1,0 +1,120 @@
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { TestEnv, splitFooter, waitForFinalReply } from "./env.ts";
+import type { MatrixEvent } from "../harness/matrix-user.ts";
+
+// Permission requests from OpenCode, answered from the thread: by reaction, by command, only
+// by allowed people, and still answerable after the bot restarts.
+
+let env: TestEnv;
+before(async () => {
+  env = await TestEnv.create({ name: "perm", botEnv: { BOT_COMPLETION_NOTICE_AFTER_MS: "0" } });
+});
+after(async () => {
+  await env?.close();
+});
+
+async function askPermission(command: string): Promise<{ root: string; sentAt: number; request: MatrixEvent & { receivedAt: number } }> {
+  const sentAt = performance.now();
+  const root = await env.users.alice.sendText(env.roomId, `!oc bash: ${command}`);
+  const request = await env.waitForBot(`the permission request for ${command}`, (e) => {
+    const rel = e.content["m.relates_to"] as { event_id?: string } | undefined;
+    return rel?.event_id === root && String(e.content.body).includes("Permission needed");
+  });
+  return { root, sentAt, request };
+}
+
+async function latest(eventId: string): Promise<string> {
+  return (await env.users.alice.latestBody(env.roomId, eventId)).body;
+}
+
+async function waitForEdit(eventId: string, pattern: RegExp): Promise<string> {
+  await env.users.alice.waitForRoomEvent({
+    roomId: env.roomId,
+    sender: env.botUserId,
+    match: (e) => {
+      const rel = e.content["m.relates_to"] as { rel_type?: string; event_id?: string } | undefined;
+      return rel?.rel_type === "m.replace" && rel.event_id === eventId && pattern.test((e.content["m.new_content"] as { body: string }).body);
+    },
+    description: `an edit of ${eventId} matching ${pattern}`,
+  });
+  return latest(eventId);
+}
+
+describe("permissions from chat", () => {
+  test("the request says what is asked, mentions who asked, and a ✅ reaction allows it once", async (t) => {
+    const { alice } = env.users;
+    const { root, sentAt, request } = await askPermission("echo via-reaction");
+    t.diagnostic(`permission request visible ${(request.receivedAt - sentAt).toFixed(0)} ms after the prompt`);
+    const body = String(request.content.body);
+    assert.match(body, /OpenCode wants to use \*\*bash\*\* `echo via-reaction`/);
+    assert.match(body, /React ✅ allow once · ♾️ allow always · ❌ reject — or write `!oc allow`, `!oc allow always`, `!oc deny \[reason\]`/);
+    assert.deepEqual(request.content["m.mentions"], { user_ids: [alice.userId] }, "the person whose prompt caused it is mentioned");
+    assert.equal(request.content.msgtype, "m.text", "a text message, so that it pushes");
+
+    const reactedAt = performance.now();
+    await alice.react(env.roomId, request.event_id, "✅");
+    const decided = await waitForEdit(request.event_id, /allowed once/);
+    t.diagnostic(`permission round trip (reaction → message edited): ${(performance.now() - reactedAt).toFixed(0)} ms`);
+    assert.match(decided, /^🔐 OpenCode asked to use \*\*bash\*\* `echo via-reaction` — \*\*✅ allowed once\*\* by \[alice-perm-\w+\]/);
+
+    const reply = await waitForFinalReply(env, root, root, sentAt);
+    assert.equal(splitFooter(reply.body).text, "▶️ bash `echo via-reaction` ✓\n\nCommand finished: via-reaction");
+    const rows = env.query<{ status: string; decided_by: string }>("SELECT status, decided_by FROM permissions");
+    assert.deepEqual(rows, [{ status: "once", decided_by: alice.userId }]);
+  });
+
+  test("a stranger's reaction is ignored; `!oc deny <reason>` rejects and tells the agent why", async () => {
+    const { mallory } = env.users;
+    const { root, sentAt, request } = await askPermission("echo denied");
+    await mallory.react(env.roomId, request.event_id, "✅");
+    // The deny command answers by editing the request, not with a reply of its own.
+    await env.users.bob.sendText(env.roomId, "!oc deny not now please", { threadRoot: root });
+    const decided = await waitForEdit(request.event_id, /rejected/);
+    assert.match(decided, /\*\*❌ rejected\*\* by \[bob-perm-\w+\]\(.*\) — “not now please”\.$/);
+    assert.doesNotMatch(decided, /mallory/, "the stranger's reaction decided nothing");
+    const reply = await waitForFinalReply(env, root, root, sentAt);
+    assert.match(splitFooter(reply.body).text, /^▶️ bash `echo denied` ✗ /);
+  });
+
+  test("a pending request survives a bot restart and `!oc allow always` answers it afterwards", async () => {
+    const { root, sentAt, request } = await askPermission("echo after-restart");
+    const { exitCode } = await env.restartBot("SIGTERM");
+    assert.equal(exitCode, 0);
+    await env.users.alice.sendText(env.roomId, "!oc allow always", { threadRoot: root });
+    const decided = await waitForEdit(request.event_id, /allowed always/);
+    assert.match(decided, /\*\*♾️ allowed always\*\* by \[alice-perm-\w+\]/);
+    const reply = await waitForFinalReply(env, root, root, sentAt);
+    assert.equal(splitFooter(reply.body).text, "▶️ bash `echo after-restart` ✓\n\nCommand finished: after-restart");
+  });
+
+  test("`!oc allow` with nothing pending, or with a wrong argument, gets a one-line answer", async () => {
+    const root = await env.users.alice.sendText(env.roomId, "!oc say something harmless");
+    await waitForFinalReply(env, root, root, performance.now());
+    assert.equal(await env.ask("!oc allow", { threadRoot: root }), "Nothing is waiting for permission in this session.");
+    assert.equal(
+      await env.ask("!oc allow sometimes", { threadRoot: root }),
+      "`sometimes` is not `always`. Usage: `!oc allow [always]` — allow the pending permission request once, or always.",
+    );
+    assert.equal(
+      await env.ask("!oc allow"),
+      "`!oc allow [always]` works inside a session thread: write it as a reply in the thread of the session.",
+    );
+  });
+
+  test("the completion notice mentions who asked; streamed edits and the reply itself mention nobody", async () => {
+    const { alice } = env.users;
+    const sentAt = performance.now();
+    const root = await alice.sendText(env.roomId, "!oc mention check please");
+    const reply = await waitForFinalReply(env, root, root, sentAt);
+    const notice = await env.waitForBot("the completion notice", (e) => {
+      const rel = e.content["m.relates_to"] as { event_id?: string; rel_type?: string } | undefined;
+      return rel?.rel_type === "m.thread" && rel.event_id === root && String(e.content.body).startsWith("✅");
+    });
+    assert.deepEqual(notice.content["m.mentions"], { user_ids: [alice.userId] });
+    assert.match(String(notice.content.formatted_body), /<a href="https:\/\/matrix\.to\/#\/%40alice-perm-/);
+    const original = await alice.getEvent(env.roomId, reply.replyId);
+    assert.deepEqual(original.content["m.mentions"], { user_ids: [] });
+    for (const e of await alice.edits(env.roomId, reply.replyId)) assert.deepEqual(e.content["m.mentions"], {});
+  });
+});
