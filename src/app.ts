@@ -110,8 +110,9 @@ export async function startBot(config: BotConfig, log: Logger): Promise<RunningB
     if (event.type === "m.room.encrypted" && event.sender !== userId) void membership.tellEncrypted(roomId);
   });
 
-  conn.onState((state) => {
-    log.info({ state, url: conn.url }, "OpenCode connection");
+  conn.onState((state, detail) => {
+    log.info({ state, url: conn.url, ...detail }, "OpenCode connection");
+    void runner.onConnectionState(state, config.opencode).catch((err: unknown) => log.error({ err }, "telling threads about the connection failed"));
     if (state === "connected") {
       void runner.reconcile().catch((err: unknown) => log.error({ err }, "reconciling turns failed"));
       void permissions.reconcile().catch((err: unknown) => log.error({ err }, "reconciling permissions failed"));

@@ -105,9 +105,16 @@ export class OpencodeConnection {
     let failures = 0;
     while (!this.stopped) {
       this.abort = new AbortController();
+      const abort = this.abort;
+      // A server that is still starting accepts connections but may not answer them for
+      // seconds: subscribe only once it answers its health check, and give up on a stream
+      // that stays silent (the server sends server.connected at once).
+      const watchdog = setTimeout(() => abort.abort(), 10_000);
       try {
-        const { stream } = await this.client.global.event({ signal: this.abort.signal, sseMaxRetryAttempts: 1 });
+        if (!(await this.healthy(3000))) throw new Error("health check failed");
+        const { stream } = await this.client.global.event({ signal: abort.signal, sseMaxRetryAttempts: 1 });
         for await (const global of stream) {
+          clearTimeout(watchdog);
           if (this.state !== "connected") {
             if (failures > 0 || this.reconnects > 0) this.reconnects++;
             failures = 0;
@@ -119,6 +126,8 @@ export class OpencodeConnection {
         if (!this.stopped) this.lastError = "event stream ended";
       } catch (err) {
         this.lastError = (err as Error).message;
+      } finally {
+        clearTimeout(watchdog);
       }
       if (this.stopped) break;
       failures++;

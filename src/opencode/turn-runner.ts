@@ -56,6 +56,7 @@ export class TurnRunner {
   private readonly active = new Map<string, ActiveTurn>();
   private readonly queues = new Map<string, Array<{ thread: ThreadRow; req: PromptRequest; opts: PromptOptions }>>();
   private readonly ownMessageIds = new Set<string>();
+  private outageTargets: ThreadTarget[] = [];
 
   constructor(deps: TurnRunnerDeps) {
     this.d = deps;
@@ -313,6 +314,25 @@ export class TurnRunner {
     for (const turn of [...this.active.values()]) {
       if (turn.sawBusy && !turn.finishing && statuses[turn.row.sessionId]?.type !== "busy") await this.finish(turn);
     }
+  }
+
+  /**
+   * Tells the threads with a turn in flight that the OpenCode server went away, and again when
+   * it is back. Once per outage: the connection reports each change of state once.
+   */
+  async onConnectionState(state: "connecting" | "connected" | "disconnected", retry: { maxRetries: number; retryDelayMs: number; healthCheckIntervalMs: number }): Promise<void> {
+    if (state === "connecting") return;
+    if (state === "disconnected") {
+      this.outageTargets = this.activeTargets();
+      const text =
+        `⚠️ Lost the connection to the OpenCode server. Reconnecting (${retry.maxRetries} quick tries from ${retry.retryDelayMs} ms, ` +
+        `then every ${Math.round(retry.healthCheckIntervalMs / 1000)} s); this reply will be finished when it is back.`;
+      await Promise.all(this.outageTargets.map((t) => this.d.sender.send(t.roomId, threadMessage(t, text, { notice: true })).catch(() => undefined)));
+      return;
+    }
+    const told = this.outageTargets;
+    this.outageTargets = [];
+    await Promise.all(told.map((t) => this.d.sender.send(t.roomId, threadMessage(t, "✅ Reconnected to the OpenCode server.", { notice: true })).catch(() => undefined)));
   }
 
   /** Threads with a turn running, for telling people about a lost or regained server. */

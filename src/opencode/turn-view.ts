@@ -74,16 +74,27 @@ export class TurnView {
     }
   }
 
-  /** Replaces the live state with the server's messages for this turn. */
+  /**
+   * Takes the server's messages for this turn as the truth. Where the server kept less than was
+   * streamed (a server killed mid-answer never saved the text it had sent), the streamed
+   * text stays: people must not see words disappear.
+   */
   load(messages: Array<{ info: Message; parts: Part[] }>): void {
+    const streamed = new Map(this.messages);
     this.messages.clear();
     let parent = this.parentMessageId;
     if (parent === undefined) parent = [...messages].reverse().find((m) => m.info.role === "user")?.info.id;
     this.parentMessageId = parent;
     for (const m of messages) {
       if (m.info.role !== "assistant" || m.info.parentID !== parent) continue;
-      this.messages.set(m.info.id, { info: m.info, parts: new Map(m.parts.map((p) => [p.id, p])) });
+      const parts = new Map(m.parts.map((p) => [p.id, p]));
+      for (const [id, old] of streamed.get(m.info.id)?.parts ?? []) {
+        const now = parts.get(id);
+        if (!now || (old.type === "text" && now.type === "text" && old.text.length > now.text.length)) parts.set(id, old);
+      }
+      this.messages.set(m.info.id, { info: m.info, parts });
     }
+    for (const [id, old] of streamed) if (!this.messages.has(id) && old.info?.parentID === parent) this.messages.set(id, old);
   }
 
   get assistantInfos(): AssistantMessage[] {
@@ -99,6 +110,9 @@ export class TurnView {
       }
     }
     if (opts.aborted) blocks.push("⏹️ Aborted.");
+    else if (opts.final && !opts.error && this.interrupted()) {
+      blocks.push("⚠️ The answer stopped before it was complete (the OpenCode server was interrupted). Write a follow-up to continue.");
+    }
     if (opts.error) blocks.push(opts.error);
     if (!opts.final) {
       if (blocks.length === 0) blocks.push("⏳ Working…");
@@ -124,6 +138,12 @@ export class TurnView {
       default:
         return undefined;
     }
+  }
+
+  /** The last assistant message never finished: the server stopped in the middle of it. */
+  private interrupted(): boolean {
+    const last = this.assistantInfos.at(-1);
+    return last !== undefined && last.finish === undefined && last.time.completed === undefined && last.error === undefined;
   }
 
   private footer(durationMs: number): string {
