@@ -266,9 +266,11 @@ export class TurnRunner {
 
   async abort(thread: ThreadRow): Promise<boolean> {
     this.queues.delete(thread.sessionId);
+    // Asked before the call: the turn may well end (and leave `active`) before the call returns.
+    const running = this.active.has(thread.sessionId);
     const res = await this.d.conn.client.session.abort({ sessionID: thread.sessionId, directory: thread.directory ?? this.d.workspaceDir });
     if (res.error !== undefined) throw new Error(describeError(res.error));
-    return this.active.has(thread.sessionId);
+    return running;
   }
 
   /**

@@ -1,4 +1,5 @@
 import type { AssistantMessage, Event, Message, Part, ToolPart } from "@opencode-ai/sdk/v2";
+import { isAbsolute, relative } from "node:path";
 import { toolLine } from "./tool-line.ts";
 
 interface MessageState {
@@ -159,7 +160,21 @@ export class TurnView {
     const parts = [model, `${tokens.toLocaleString("en-US")} tokens`];
     if (cost > 0) parts.push(`$${cost.toFixed(4)}`);
     parts.push(`${(durationMs / 1000).toFixed(1)}s`);
+    const files = this.changedFiles();
+    if (files.length > 0) parts.push(`changed ${files.slice(0, 5).join(", ")}${files.length > 5 ? ` +${files.length - 5} more` : ""}`);
     return `— ${parts.join(" · ")}`;
+  }
+
+  /** Files this turn changed, from OpenCode's patch parts, relative to the workspace. */
+  changedFiles(): string[] {
+    const files = new Set<string>();
+    for (const m of this.messages.values()) {
+      for (const p of m.parts.values()) {
+        if (p.type !== "patch") continue;
+        for (const f of p.files) files.add(isAbsolute(f) ? relative(this.workspaceDir, f) || f : f);
+      }
+    }
+    return [...files];
   }
 
   private ours(info: AssistantMessage): boolean {

@@ -178,6 +178,13 @@ describe("session commands", () => {
     assert.deepEqual(notice.content["m.mentions"], { user_ids: [env.users.alice.userId] });
   });
 
+  test("reasoning the model sends is shown, clearly marked", async () => {
+    const sentAt = performance.now();
+    const root = await env.users.alice.sendText(env.roomId, "!oc reason about this first");
+    const reply = await waitForFinalReply(env, root, root, sentAt);
+    assert.match(splitFooter(reply.body).text, /^> 💭 _Thinking about: .*_\n\nEcho: reason about this first$/);
+  });
+
   test("an answer too long for one message continues in further replies, nothing cut", async () => {
     const sentAt = performance.now();
     const root = await env.users.alice.sendText(env.roomId, "!oc long 2500");

@@ -88,6 +88,13 @@ describe("permissions from chat", () => {
     assert.equal(splitFooter(reply.body).text, "▶️ bash `echo after-restart` ✓\n\nCommand finished: after-restart");
   });
 
+  test("a command that fails shows its exit code on the tool line", async () => {
+    const { root, sentAt, request } = await askPermission("ls /nonexistent-dir-for-test");
+    await env.users.alice.react(env.roomId, request.event_id, "✅");
+    const reply = await waitForFinalReply(env, root, root, sentAt);
+    assert.match(splitFooter(reply.body).text, /^▶️ bash `ls \/nonexistent-dir-for-test` ✗ exit 2\n\nCommand finished: ls: cannot access/);
+  });
+
   test("`!oc allow` with nothing pending, or with a wrong argument, gets a one-line answer", async () => {
     const root = await env.users.alice.sendText(env.roomId, "!oc say something harmless");
     await waitForFinalReply(env, root, root, performance.now());

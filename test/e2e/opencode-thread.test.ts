@@ -43,7 +43,7 @@ describe("an OpenCode session in a thread", () => {
 
     const { text, footer } = splitFooter(reply.body);
     assert.equal(text, "✏️ write hello.py ✓\n\nCreated hello.py.");
-    assert.match(footer, /^— fake\/fake-model · [\d,]+ tokens · \d+\.\ds$/);
+    assert.match(footer, /^— fake\/fake-model · [\d,]+ tokens · \d+\.\ds( · changed hello\.py)?$/);
     assert.ok(reply.editCount >= 1, "the reply grew by edits");
 
     const replies = await env.botReplies(root);
