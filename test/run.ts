@@ -1,7 +1,8 @@
-// `npm test`: boots the real servers once (Synapse, the scripted model, OpenCode), runs the unit
-// and end-to-end test files against them with node's test runner, and tears everything down.
+// `npm test`: boots the real servers once (Synapse, the scripted model, OpenCode; Letta only when a
+// Letta e2e file is selected), runs the unit and end-to-end test files against them with node's
+// test runner, and tears everything down.
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { globSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bootStack, repoDir, writeStackInfo } from "./harness/stack.ts";
@@ -10,11 +11,13 @@ const args = process.argv.slice(2);
 const only = args.filter((a) => !a.startsWith("--"));
 const files = only.length > 0 ? only : ["test/unit/*.test.ts", "test/e2e/*.test.ts"];
 const needsStack = files.some((f) => f.includes("e2e"));
+// The real Letta server (about 450 MB, 15-40 s to start) only for runs that include a Letta e2e file.
+const needsLetta = files.flatMap((f) => (f.includes("*") ? globSync(f, { cwd: repoDir }) : [f])).some((f) => /e2e\/[^/]*letta[^/]*\.test\.ts$/.test(f));
 const t0 = performance.now();
 const workDir = mkdtempSync(join(tmpdir(), "bot-test-"));
 const say = (line: string): void => void process.stdout.write(`[test-run] ${line}\n`);
 
-const stack = needsStack ? await bootStack(workDir, { log: (l) => say(l) }) : undefined;
+const stack = needsStack ? await bootStack(workDir, { log: (l) => say(l), letta: needsLetta }) : undefined;
 const bootMs = performance.now() - t0;
 if (stack) {
   for (const [name, ms] of stack.timings) say(`set-up ${name}: ${(ms / 1000).toFixed(1)} s`);

@@ -107,7 +107,7 @@ export function describeLettaError(err: unknown, baseUrl: string): string {
   if (err instanceof APIError && typeof err.status === "number") {
     const detail = bodyDetail(err.error);
     const what = err.status >= 500 ? "Letta failed" : "Letta refused the request";
-    return `${what} (HTTP ${err.status})${detail ? `: ${oneLine(detail)}` : ""}${after}.`.replace(/\.\.$/, ".");
+    return `${what} (HTTP ${err.status})${detail ? `: ${oneLine(detail).replace(/\.$/, "")}` : ""}${after}.`;
   }
   if (err instanceof APIError) return oneLine(bodyDetail(err.error) ?? err.message);
   return oneLine((err as Error)?.message ?? String(err));
@@ -118,6 +118,18 @@ export const isNotFound = (err: unknown): boolean => err instanceof APIError && 
 function toInfo(a: { id: string; name: string; model?: string | null; llm_config?: { handle?: string | null; model?: string } | null }): AgentInfo {
   return { id: a.id, name: a.name, model: a.model ?? a.llm_config?.handle ?? a.llm_config?.model ?? "unknown model" };
 }
+
+/** The core memory a new agent starts with: who it is and who it talks to (a Matrix room). */
+const defaultMemoryBlocks = [
+  {
+    label: "persona",
+    value: "I am a helpful assistant in a Matrix chat room. I answer concisely, in Markdown.",
+  },
+  {
+    label: "human",
+    value: "Several people in a Matrix room talk to me. Each message starts with the speaker's name in brackets, like [Alice].",
+  },
+];
 
 export interface LettaApiOptions extends RetryPolicy {
   baseUrl: string;
@@ -157,15 +169,9 @@ export class LettaApi {
     return { ...h, ms: Math.round(performance.now() - t0) };
   }
 
-  async listAgents(limit = 200): Promise<AgentInfo[]> {
-    return this.retry("list agents", async () => {
-      const out: AgentInfo[] = [];
-      for await (const a of this.client.agents.list({ limit: Math.min(limit, 100) })) {
-        out.push(toInfo(a));
-        if (out.length >= limit) break;
-      }
-      return out;
-    });
+  /** The first `limit` agents (one page: no walking a cursor through a large server). */
+  async listAgents(limit = 100): Promise<AgentInfo[]> {
+    return this.retry("list agents", async () => (await this.client.agents.list({ limit })).getPaginatedItems().map(toInfo));
   }
 
   async getAgent(id: string): Promise<AgentInfo | undefined> {
@@ -178,11 +184,9 @@ export class LettaApi {
   }
 
   async agentsNamed(name: string): Promise<AgentInfo[]> {
-    return this.retry("find agent", async () => {
-      const out: AgentInfo[] = [];
-      for await (const a of this.client.agents.list({ name, limit: 50 })) if (a.name === name) out.push(toInfo(a));
-      return out;
-    });
+    return this.retry("find agent", async () =>
+      (await this.client.agents.list({ name, limit: 50 })).getPaginatedItems().filter((a) => a.name === name).map(toInfo),
+    );
   }
 
   /** An agent by id, or else by exact name: one match, several (ambiguous names) or none. */
@@ -205,7 +209,7 @@ export class LettaApi {
           const made = await this.agentsNamed(name);
           if (made[0]) return made[0];
         }
-        return toInfo(await this.client.agents.create({ name, model, ...(embedding ? { embedding } : {}) }));
+        return toInfo(await this.client.agents.create({ name, model, ...(embedding ? { embedding } : {}), memory_blocks: defaultMemoryBlocks }));
       },
       this.policy,
       { onRetry: (n) => this.log.warn({ attempt: n.attempt, delayMs: n.delayMs, err: n.error }, "creating a Letta agent failed; retrying") },

@@ -202,6 +202,11 @@ export class LettaBackend implements AgentBackend {
     }
   }
 
+  /** Resolves when no turn is running or waiting. */
+  async idle(): Promise<void> {
+    while (this.running.size > 0) await Promise.all([...this.running]);
+  }
+
   /** Lets answers in flight finish for up to `graceMs`, then cuts them off (their replies say so). */
   async stop(graceMs = 10_000): Promise<void> {
     for (const q of this.busy.values()) q.length = 0;

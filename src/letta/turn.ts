@@ -245,8 +245,10 @@ export async function runTurn(deps: TurnDeps, job: TurnJob, stop: AbortSignal): 
     const why = describeLettaError(n.error, deps.api.baseUrl).replace(/\.$/, "");
     live.update(`⏳ _${why}; retry ${n.attempt} of ${n.of} in ${(n.delayMs / 1000).toFixed(1)} s…_`);
   };
+  let acceptedMs: number | undefined;
   try {
     stream = await deps.api.sendStreaming(job.agentId, job.text, row.otid, { signal: abort.signal, onRetry });
+    acceptedMs = Date.now() - t0;
   } catch (err) {
     failure = stop.aborted ? "⏹️ Not sent: the bot is shutting down." : `⚠️ ${describeLettaError(err, deps.api.baseUrl)}`;
   }
@@ -293,7 +295,7 @@ export async function runTurn(deps: TurnDeps, job: TurnJob, stop: AbortSignal): 
   const firstOutputMs = firstOutputAt === undefined ? undefined : firstOutputAt - t0;
   deps.turns.finish(row.id, failed ? "failed" : "done", { steps: view.steps, tokens: view.tokens, firstTokenMs: firstOutputMs });
   deps.log.info(
-    { roomId: row.roomId, agentId: job.agentId, turn: row.id, status: failed ? "failed" : "done", firstOutputMs, totalMs, steps: view.steps, tokens: view.tokens, edits: live.edits },
+    { roomId: row.roomId, agentId: job.agentId, turn: row.id, status: failed ? "failed" : "done", acceptedMs, firstOutputMs, totalMs, steps: view.steps, tokens: view.tokens, edits: live.edits },
     "letta turn finished",
   );
   return { status: failed ? "failed" : "done", firstOutputMs, totalMs, replyId: live.firstId };

@@ -37,7 +37,8 @@ interface Reply { reasoning?: string; chunks: string[]; delayMs: number; toolCal
 
 export type Script =
   | { kind: "hello" } | { kind: "bash"; command: string } | { kind: "slow" }
-  | { kind: "long"; words: number } | { kind: "fail"; status: number } | { kind: "echo"; text: string };
+  | { kind: "long"; words: number } | { kind: "fail"; status: number } | { kind: "echo"; text: string }
+  | { kind: "remember"; fact: string };
 
 const ATTRIBUTION = /^\s*\[[^\]\n]*\]:?\s*/;
 export function stripAttribution(text: string): string {
@@ -52,6 +53,9 @@ export function chooseScript(userText: string): Script {
   const bashPrefix = /^bash:\s*/i.exec(text);
   if (bashPrefix) return { kind: "bash", command: text.slice(bashPrefix[0].length).trim() || "echo hi" };
   if (lower.includes("run bash")) return { kind: "bash", command: "echo hi" };
+  // "remember: <fact>" calls Letta's memory_insert tool (a Letta agent has no write/bash).
+  const remember = /^remember:\s*/i.exec(text);
+  if (remember) return { kind: "remember", fact: text.slice(remember[0].length).trim() || "something" };
   if (lower.includes("slow")) return { kind: "slow" };
   const long = /long\s+(\d+)/.exec(lower);
   if (long) return { kind: "long", words: Math.min(Number(long[1]), 100_000) };
@@ -127,6 +131,7 @@ function afterTool(messages: ChatMessage[]): string {
     if (/^error|failed/i.test(output)) return `Could not write ${path.basename(String(args.filePath ?? "file"))}: ${firstLine}`;
     return `Created ${path.basename(String(args.filePath ?? "file"))}.`;
   }
+  if (call?.function.name === "memory_insert") return `Noted: ${String(args.new_string ?? "")}`;
   if (call?.function.name === "bash") {
     if (/^error|exit code [1-9]|failed/i.test(output)) return `Command failed: ${firstLine}`;
     return `Command finished: ${firstLine}`;
@@ -177,6 +182,8 @@ export async function startScriptedModel(opts: ScriptedModelOptions = {}): Promi
           args: { filePath: path.join(workingDirectory(messages), "hello.py"), content: 'print("hello")\n' } } };
       case "bash":
         return { chunks: [], delayMs: tokenDelayMs, toolCall: { name: "bash", args: { command: s.command, description: "Run command" } } };
+      case "remember":
+        return { chunks: [], delayMs: tokenDelayMs, toolCall: { name: "memory_insert", args: { label: "human", new_string: s.fact } } };
       case "slow": return { reasoning, chunks: wordChunks(words("slow", SLOW_WORDS)), delayMs: 100 };
       case "long": return { reasoning, chunks: wordChunks(words("word", s.words)), delayMs: tokenDelayMs };
       case "fail": return s.status;
