@@ -13,6 +13,7 @@ export interface TestOpencodeOptions {
   extraConfig?: Record<string, unknown>; // deep-merged into the generated config
   onLog?: (line: string) => void; // every server log line is also appended to <stateDir>/opencode.log
   readyTimeoutMs?: number;
+  env?: Record<string, string>; // extra environment for the server (and the plugins it loads)
   // Default: a free port from freePort(). Not 0: `opencode serve --port 0` first tries 4096 and only then a
   // random port, so parallel test servers would fight over 4096 when they restart on "the same port".
   port?: number;
@@ -66,7 +67,7 @@ export async function startTestOpencode(opts: TestOpencodeOptions): Promise<Test
   const start = (port: number) => startEmbeddedOpencode({
     cwd: opts.workspaceDir,
     homeDir: opts.stateDir,
-    env: { OPENCODE_CONFIG: configPath },
+    env: { ...opts.env, OPENCODE_CONFIG: configPath },
     port,
     readyTimeoutMs: opts.readyTimeoutMs ?? 20_000,
     onLog: (line) => {
