@@ -5,12 +5,13 @@ import type { Logger } from "../log.ts";
 import { roomMessage } from "../matrix/content.ts";
 import type { DisplayNames } from "../matrix/display-names.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
+import type { Db } from "../store/db.ts";
 import type { RoomStore } from "../store/rooms.ts";
 import type { ThreadRow, ThreadStore } from "../store/threads.ts";
 import { opencodeCommands } from "./commands/index.ts";
 import type { OpencodeConnection } from "./connection.ts";
 import { describeError } from "./errors.ts";
-import type { PromptOptions, TurnRunner } from "./turn-runner.ts";
+import type { CommandCall, PromptOptions, TurnRunner } from "./turn-runner.ts";
 
 export interface OpencodeBackendDeps {
   prefix: string;
@@ -23,7 +24,14 @@ export interface OpencodeBackendDeps {
   names: DisplayNames;
   workspaceDir: string;
   log: Logger;
+  db: Db;
+  /** Restarts the OpenCode server the bot started itself; undefined when it uses an external one. */
+  restartServer?: (() => Promise<{ oldPid: number; newPid: number; connected: boolean }>) | undefined;
 }
+
+/** ` . queue` at the end of a message: queue it behind the running turn (the marker is not sent). */
+const queueSuffix = /\s\.\s?queue$/i;
+export const stripQueueSuffix = (text: string): string => text.trimEnd().replace(queueSuffix, "").trimEnd();
 
 export const titleFrom = (text: string): string => {
   const line = text.replace(/\s+/g, " ").trim();
@@ -81,7 +89,12 @@ export class OpencodeBackend implements AgentBackend {
 
   async followUp(thread: ThreadRow, req: PromptRequest): Promise<{ queued: number }> {
     const name = await this.displayName(req.roomId, req.sender);
-    return this.d.runner.submit(thread, { ...req, text: `[${name}] ${req.text}` }, this.promptOptions(thread));
+    return this.d.runner.submit(thread, { ...req, text: `[${name}] ${stripQueueSuffix(req.text)}` }, this.promptOptions(thread));
+  }
+
+  /** Runs one of OpenCode's `/commands` as a turn of the thread's session (queued like a prompt). */
+  runCommand(thread: ThreadRow, req: PromptRequest, command: CommandCall): Promise<{ queued: number }> {
+    return this.d.runner.submit(thread, req, this.promptOptions(thread), command);
   }
 
   promptOptions(thread: ThreadRow): PromptOptions {
@@ -102,7 +115,14 @@ export class OpencodeBackend implements AgentBackend {
   }
 
   /** Posts a thread root of the bot's own (for `new` and `attach`) and maps `sessionId` to it. */
-  async openThread(roomId: string, sessionId: string, title: string, by: string, headline: string): Promise<ThreadRow> {
+  async openThread(
+    roomId: string,
+    sessionId: string,
+    title: string,
+    by: string,
+    headline: string,
+    settings: Partial<Pick<ThreadRow, "directory" | "model" | "agent">> = {},
+  ): Promise<ThreadRow> {
     const root = await this.d.sender.send(roomId, roomMessage(headline, { notice: true }));
     return this.d.threads.insert({
       roomId,
@@ -112,6 +132,7 @@ export class OpencodeBackend implements AgentBackend {
       title,
       startedBy: by,
       directory: this.roomDirectory(roomId),
+      ...settings,
     });
   }
 

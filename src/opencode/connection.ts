@@ -36,6 +36,9 @@ export class OpencodeConnection {
   private healthTimer: NodeJS.Timeout | null = null;
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
+  /** Set by resubscribe(): the next attempt goes without the retry delay. */
+  private immediate = false;
+  private readonly connectWaiters = new Set<() => void>();
 
   constructor(opts: ConnectionOptions) {
     this.opts = opts;
@@ -69,6 +72,27 @@ export class OpencodeConnection {
     await this.loop;
   }
 
+  /**
+   * Drops the event stream and subscribes again at once, e.g. after the server was restarted.
+   * Resolves true once connected again, false after `timeoutMs`.
+   */
+  resubscribe(timeoutMs = 30_000): Promise<boolean> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        this.connectWaiters.delete(done);
+        resolve(false);
+      }, timeoutMs);
+      this.connectWaiters.add(done);
+      this.immediate = true;
+      this.abort?.abort();
+      this.wake?.();
+    });
+  }
+
   /** True when the server answers its health endpoint. */
   async healthy(timeoutMs = 2000): Promise<boolean> {
     try {
@@ -98,6 +122,10 @@ export class OpencodeConnection {
   private setState(state: ConnectionState, attempt: number, error?: string): void {
     if (this.state === state) return;
     this.state = state;
+    if (state === "connected") {
+      for (const w of this.connectWaiters) w();
+      this.connectWaiters.clear();
+    }
     for (const h of this.stateHandlers) h(state, error === undefined ? { attempt } : { attempt, error });
   }
 
@@ -133,7 +161,8 @@ export class OpencodeConnection {
       failures++;
       this.setState("disconnected", failures, this.lastError);
       const quick = failures <= this.opts.maxRetries;
-      const delay = quick ? this.opts.retryDelayMs * 2 ** (failures - 1) : this.opts.healthCheckIntervalMs;
+      const delay = this.immediate ? 0 : quick ? this.opts.retryDelayMs * 2 ** (failures - 1) : this.opts.healthCheckIntervalMs;
+      this.immediate = false;
       this.opts.log.warn({ url: this.url, attempt: failures, delayMs: delay, error: this.lastError }, "OpenCode event stream lost; retrying");
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, delay);

@@ -204,3 +204,23 @@ export async function startEmbeddedOpencode(opts: EmbeddedServerOptions): Promis
     clearTimeout(timer);
   }
 }
+
+/**
+ * Stops `server` and starts a new one with the same options on the same port, so that clients
+ * keep their URL (`!oc restart-server`, after a change to opencode.json). The port is free
+ * once the old process has exited; a few tries cover a socket that lingers.
+ */
+export async function restartEmbeddedOpencode(server: EmbeddedServer, opts: EmbeddedServerOptions): Promise<EmbeddedServer> {
+  const port = Number(new URL(server.url).port);
+  await server.stop();
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 10; attempt++) {
+    try {
+      return await startEmbeddedOpencode({ ...opts, port });
+    } catch (e) {
+      lastError = e;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  }
+  throw lastError;
+}

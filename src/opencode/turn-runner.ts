@@ -13,13 +13,10 @@ import type { TurnRow, TurnStore } from "../store/turns.ts";
 import type { OpencodeConnection } from "./connection.ts";
 import { describeError, errorAdvice } from "./errors.ts";
 import { ascendingId } from "./ids.ts";
+import { PromptQueue, type CommandCall, type PromptOptions } from "./prompt-queue.ts";
 import { TurnView } from "./turn-view.ts";
 
-export interface PromptOptions {
-  model?: { providerID: string; modelID: string } | undefined;
-  agent?: string | undefined;
-  directory: string;
-}
+export type { CommandCall, PromptOptions } from "./prompt-queue.ts";
 
 interface ActiveTurn {
   row: TurnRow;
@@ -54,12 +51,14 @@ export interface TurnRunnerDeps {
 export class TurnRunner {
   private readonly d: TurnRunnerDeps;
   private readonly active = new Map<string, ActiveTurn>();
-  private readonly queues = new Map<string, Array<{ thread: ThreadRow; req: PromptRequest; opts: PromptOptions }>>();
+  /** Prompts waiting for the running turn of their session; in SQLite, so a restart keeps them. */
+  readonly queue: PromptQueue;
   private readonly ownMessageIds = new Set<string>();
   private outageTargets: ThreadTarget[] = [];
 
   constructor(deps: TurnRunnerDeps) {
     this.d = deps;
+    this.queue = new PromptQueue(deps.db);
     deps.conn.onEvent((e) => this.onEvent(e));
   }
 
@@ -78,22 +77,43 @@ export class TurnRunner {
   }
 
   queueLength(sessionId: string): number {
-    return this.queues.get(sessionId)?.length ?? 0;
+    return this.queue.count(sessionId);
   }
 
-  /** Sends now, or queues behind the running turn. Returns the queue position (0 = sent now). */
-  async submit(thread: ThreadRow, req: PromptRequest, opts: PromptOptions): Promise<{ queued: number }> {
-    if (this.active.has(thread.sessionId)) {
-      const queue = this.queues.get(thread.sessionId) ?? [];
-      queue.push({ thread, req, opts });
-      this.queues.set(thread.sessionId, queue);
-      return { queued: queue.length };
+  /**
+   * Sends now, or queues behind the running turn (and behind prompts already waiting, which
+   * after a restart may not have been sent yet). Returns the queue position (0 = sent now).
+   */
+  async submit(thread: ThreadRow, req: PromptRequest, opts: PromptOptions, command?: CommandCall): Promise<{ queued: number }> {
+    if (this.active.has(thread.sessionId) || this.queue.count(thread.sessionId) > 0) {
+      const id = this.queue.add(thread, req, opts, command);
+      await this.sendNext(thread.sessionId);
+      return { queued: this.queue.position(thread.sessionId, id) };
     }
-    await this.send(thread, req, opts);
+    await this.send(thread, req, opts, command);
     return { queued: 0 };
   }
 
-  private async send(thread: ThreadRow, req: PromptRequest, opts: PromptOptions): Promise<void> {
+  /**
+   * Sends the oldest queued prompt of an idle session. The check and the hand-over to `send`
+   * run without an await in between, so two callers never start two turns.
+   */
+  async sendNext(sessionId: string): Promise<void> {
+    for (;;) {
+      if (this.active.has(sessionId)) return;
+      const next = this.queue.next(sessionId);
+      if (!next) return;
+      const thread = this.d.threads.get(next.roomId, next.rootEventId);
+      if (thread?.sessionId !== sessionId) {
+        this.queue.remove(next.id); // the thread was forgotten meanwhile
+        continue;
+      }
+      await this.send(thread, next.req, next.opts, next.command, next.id).catch((e: unknown) => this.d.log.error({ err: e }, "queued prompt failed"));
+      return;
+    }
+  }
+
+  private async send(thread: ThreadRow, req: PromptRequest, opts: PromptOptions, command?: CommandCall, queuedId?: number): Promise<void> {
     const messageId = ascendingId("msg");
     this.ownMessageIds.add(messageId);
     // The turn row and the inbox mark commit together: after a crash the prompt is either
@@ -106,9 +126,10 @@ export class TurnRunner {
         promptEventId: req.eventId,
         promptMessageId: messageId,
         promptedBy: req.sender,
-        promptText: req.text,
+        promptText: command ? `/${command.name} ${command.args}`.trim() : req.text,
       });
       this.d.inbox.markDone(req.eventId);
+      if (queuedId !== undefined) this.queue.remove(queuedId);
       return r;
     })();
     this.d.threads.touch(thread.roomId, thread.rootEventId);
@@ -117,6 +138,10 @@ export class TurnRunner {
     const parts: Array<TextPartInput | FilePartInput> = [{ type: "text", text: req.text }];
     for (const f of req.files ?? []) {
       parts.push({ type: "file", mime: f.mime, filename: f.filename, url: `data:${f.mime};base64,${f.data.toString("base64")}` });
+    }
+    if (command) {
+      this.runCommand(turn, thread, command, opts, messageId);
+      return;
     }
     let failure: string | undefined;
     try {
@@ -133,6 +158,33 @@ export class TurnRunner {
       failure = describeError(err);
     }
     if (failure !== undefined) await this.end(turn, `⚠️ **OpenCode did not accept the prompt:** ${failure}`);
+  }
+
+  /**
+   * OpenCode answers a command's request only when its turn is over, so it is not awaited: the
+   * turn is followed through its events like any other, and only a refusal ends it here.
+   */
+  private runCommand(turn: ActiveTurn, thread: ThreadRow, command: CommandCall, opts: PromptOptions, messageId: string): void {
+    const refused = (why: string): void => {
+      if (this.active.get(thread.sessionId) === turn && !turn.finishing) void this.end(turn, `⚠️ **OpenCode did not run \`/${command.name}\`:** ${why}`);
+    };
+    this.d.conn.client.session
+      .command({
+        sessionID: thread.sessionId,
+        directory: opts.directory,
+        messageID: messageId,
+        command: command.name,
+        arguments: command.args,
+        ...(opts.model ? { model: `${opts.model.providerID}/${opts.model.modelID}` } : {}),
+        ...(opts.agent ? { agent: opts.agent } : {}),
+      })
+      .then(
+        (res) => {
+          if (res.error !== undefined) refused(describeError(res.error));
+        },
+        // A long command can outlive the HTTP client's patience; its events still end the turn.
+        (err: unknown) => this.d.log.warn({ err, sessionId: thread.sessionId }, "the command request ended without an answer"),
+      );
   }
 
   private track(row: TurnRow, target: ThreadTarget, directory: string, parent?: string): ActiveTurn {
@@ -247,8 +299,7 @@ export class TurnRunner {
     }
     this.d.onTurnEnd?.(error ? "failed" : "done");
     await this.notifyEnd(turn, error !== undefined, aborted, durationMs);
-    const next = this.queues.get(turn.row.sessionId)?.shift();
-    if (next) await this.send(next.thread, next.req, next.opts).catch((e: unknown) => this.d.log.error({ err: e }, "queued prompt failed"));
+    await this.sendNext(turn.row.sessionId);
   }
 
   /** The one message of a turn that pushes phones: who asked hears that it is done or failed. */
@@ -265,7 +316,7 @@ export class TurnRunner {
   }
 
   async abort(thread: ThreadRow): Promise<boolean> {
-    this.queues.delete(thread.sessionId);
+    this.queue.clear(thread.sessionId);
     // Asked before the call: the turn may well end (and leave `active`) before the call returns.
     const running = this.active.has(thread.sessionId);
     const res = await this.d.conn.client.session.abort({ sessionID: thread.sessionId, directory: thread.directory ?? this.d.workspaceDir });
@@ -316,6 +367,8 @@ export class TurnRunner {
     for (const turn of [...this.active.values()]) {
       if (turn.sawBusy && !turn.finishing && statuses[turn.row.sessionId]?.type !== "busy") await this.finish(turn);
     }
+    // Prompts queued before a restart whose turn is over: the next one goes now.
+    for (const sessionId of this.queue.sessions()) await this.sendNext(sessionId);
   }
 
   /**

@@ -1,10 +1,23 @@
 import type { CommandSpec } from "../../commands/types.ts";
 import type { OpencodeBackend } from "../backend.ts";
 import { fileCommands } from "./file-commands.ts";
+import { historyCommands } from "./history-commands.ts";
 import { permissionCommands } from "./permission-commands.ts";
+import { powerCommands } from "./power-commands.ts";
+import { scheduleCommands } from "./schedule-commands.ts";
 import { sessionCommands } from "./session-commands.ts";
 import { settingCommands } from "./setting-commands.ts";
+import { worktreeCommands } from "./worktree-commands.ts";
 
 export function opencodeCommands(oc: OpencodeBackend): CommandSpec[] {
-  return [...sessionCommands(oc), ...permissionCommands(), ...fileCommands(oc), ...settingCommands(oc)];
+  return [
+    ...sessionCommands(oc),
+    ...historyCommands(oc),
+    ...powerCommands(oc),
+    ...worktreeCommands(oc),
+    ...scheduleCommands(oc),
+    ...permissionCommands(),
+    ...fileCommands(oc),
+    ...settingCommands(oc),
+  ];
 }

@@ -1,0 +1,120 @@
+#!/usr/bin/env -S node --disable-warning=ExperimentalWarning
+// `npm run send -- --room … --prompt …`: a prompt without a person typing, for CI jobs and cron.
+// The bot ignores its own messages (no loops), so the prompt does not travel through the room:
+// it goes into the bot's SQLite database, which the running bot polls. The message in the room
+// is for the people there; it becomes the thread the answer streams into.
+import { ConfigError, loadConfig } from "../config/load.ts";
+import type { MessageContent } from "../matrix/content.ts";
+import { occurrenceTxnId, promptMessage, scheduledNotice } from "../schedule/messages.ts";
+import { ScheduleStore } from "../schedule/store.ts";
+import { ScheduleError, formatTime, parseWhen } from "../schedule/when.ts";
+import { openDatabase } from "../store/db.ts";
+import { KeyValue } from "../store/key-value.ts";
+import { ThreadStore } from "../store/threads.ts";
+import { CliUsageError, parseSendArgs, sendUsage, type SendArgs } from "./args.ts";
+
+class Failure extends Error {}
+
+/** The few client-server calls the CLI needs, with the homeserver's rate limits honoured. */
+function homeserver(baseUrl: string, token: string) {
+  const call = async (method: string, path: string, body?: unknown): Promise<Record<string, unknown>> => {
+    for (let attempt = 1; ; attempt++) {
+      const res = await fetch(new URL(path, baseUrl), {
+        method,
+        headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      const json = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+      if (res.status === 429 && attempt < 6) {
+        await new Promise((r) => setTimeout(r, Number(json.retry_after_ms ?? 1000)));
+        continue;
+      }
+      if (!res.ok) throw new Failure(`${method} ${path.split("?")[0]} failed: HTTP ${res.status} ${String(json.errcode ?? "")} ${String(json.error ?? "")}`.trim());
+      return json;
+    }
+  };
+  return {
+    async resolveRoom(room: string): Promise<string> {
+      if (room.startsWith("!")) return room;
+      const res = await call("GET", `/_matrix/client/v3/directory/room/${encodeURIComponent(room)}`);
+      return String(res.room_id);
+    },
+    async put(roomId: string, txnId: string, content: MessageContent): Promise<string> {
+      const res = await call("PUT", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${encodeURIComponent(txnId)}`, content);
+      return String(res.event_id);
+    },
+  };
+}
+
+async function send(args: SendArgs): Promise<string> {
+  const config = loadConfig({ file: args.config });
+  const db = openDatabase(config.database.path);
+  try {
+    // matrix-bot-sdk (slow to load, noisy) only for a password login.
+    const token = config.matrix.accessToken ?? (await (await import("../matrix/bot-client.ts")).resolveAccessToken(config.matrix, new KeyValue(db)));
+    const hs = homeserver(config.matrix.homeserverUrl, token);
+    const roomId = await hs.resolveRoom(args.room);
+    const when = parseWhen(args.at, Date.now(), config.schedule.timezone);
+    const threads = new ThreadStore(db);
+    if (args.thread !== undefined && threads.get(roomId, args.thread)?.backend !== "opencode") {
+      throw new Failure(`there is no OpenCode session thread with root ${args.thread} in ${roomId}`);
+    }
+    // Where the room sees the prompt: in the session's thread if it has one here, else at the top level.
+    const threadRoot = args.thread ?? (args.session ? threads.bySession("opencode", args.session).find((t) => t.roomId === roomId)?.rootEventId : undefined);
+    const store = new ScheduleStore(db);
+    const now = args.at === undefined;
+    const id = store.insert({
+      roomId,
+      threadRoot: args.thread ?? null,
+      sessionId: args.session ?? null,
+      text: args.prompt,
+      notifyOnly: args.notifyOnly,
+      dueAt: when.dueAt,
+      cron: when.cron,
+      createdBy: "cli",
+      // Held while its message is posted: the bot must not post one of its own meanwhile.
+      status: now ? "held" : "pending",
+    });
+    const row = store.get(id)!;
+    if (!now) {
+      await hs.put(roomId, `sched-notice.${row.createdAt}.${id}`, scheduledNotice(row, threadRoot)).catch((err: unknown) => {
+        process.stderr.write(`warning: scheduled, but the notice in the room failed: ${(err as Error).message}\n`);
+      });
+      return `#${id} scheduled for ${formatTime(row.dueAt)}${row.cron ? ` (cron ${row.cron}, ${config.schedule.timezone})` : ""} in ${roomId}`;
+    }
+    let eventId: string;
+    try {
+      eventId = await hs.put(roomId, occurrenceTxnId(row), promptMessage(row, threadRoot));
+    } catch (err) {
+      store.delete(id);
+      throw err;
+    }
+    if (args.notifyOnly) {
+      store.fired(id, null);
+      return `#${id} notice posted in ${roomId}: ${eventId}`;
+    }
+    store.release(id, eventId);
+    return `#${id} sent to ${roomId} as ${eventId}; the bot picks it up within ${config.schedule.pollIntervalMs} ms of running`;
+  } finally {
+    db.close();
+  }
+}
+
+let args: SendArgs | undefined;
+try {
+  args = parseSendArgs(process.argv.slice(2));
+} catch (err) {
+  process.stderr.write(`${(err as Error).message}\n\n${sendUsage}\n`);
+  process.exit(2);
+}
+if (!args) {
+  process.stdout.write(`${sendUsage}\n`);
+  process.exit(0);
+}
+try {
+  process.stdout.write(`${await send(args)}\n`);
+} catch (err) {
+  const known = err instanceof ConfigError || err instanceof ScheduleError || err instanceof CliUsageError;
+  process.stderr.write(`send: ${(err as Error).message}\n`);
+  process.exit(known ? 2 : 1);
+}
