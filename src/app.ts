@@ -3,7 +3,9 @@ import { resolve } from "node:path";
 import { AccessPolicy } from "./access/policy.ts";
 import { CommandRouter } from "./commands/router.ts";
 import type { BotConfig } from "./config/schema.ts";
+import { BotMetrics } from "./http/metrics.ts";
 import { startHttpServer } from "./http/server.ts";
+import { Notifier } from "./notify/notifier.ts";
 import type { Logger } from "./log.ts";
 import { DurableMatrixClient, resolveAccessToken } from "./matrix/bot-client.ts";
 import { DisplayNames } from "./matrix/display-names.ts";
@@ -18,7 +20,9 @@ import { createLettaBackend } from "./letta/index.ts";
 import { downloadMessageFiles } from "./matrix/files.ts";
 import { PermissionStore } from "./store/permissions.ts";
 import { RoomStore } from "./store/rooms.ts";
-import { startEmbeddedOpencode, type EmbeddedServer } from "./opencode/embedded-server.ts";
+import { restartEmbeddedOpencode, startEmbeddedOpencode, type EmbeddedServer, type EmbeddedServerOptions } from "./opencode/embedded-server.ts";
+import { Scheduler } from "./schedule/scheduler.ts";
+import { ScheduleStore } from "./schedule/store.ts";
 import { openDatabase } from "./store/db.ts";
 import { Inbox } from "./store/inbox.ts";
 import { KeyValue } from "./store/key-value.ts";
@@ -54,9 +58,11 @@ export async function startBot(config: BotConfig, log: Logger): Promise<RunningB
   mkdirSync(workspaceDir, { recursive: true });
 
   let embedded: EmbeddedServer | undefined;
+  let embeddedOptions: EmbeddedServerOptions | undefined;
   if (config.opencode.serverUrl === undefined) {
     const ocLog = log.child({ component: "opencode-server" });
-    embedded = await startEmbeddedOpencode({ cwd: workspaceDir, onLog: (line) => ocLog.debug(line) });
+    embeddedOptions = { cwd: workspaceDir, onLog: (line) => ocLog.debug(line) };
+    embedded = await startEmbeddedOpencode(embeddedOptions);
     log.info({ url: embedded.url, pid: embedded.pid }, "started embedded OpenCode server");
   }
   const opencodeUrl = config.opencode.serverUrl ?? (embedded as EmbeddedServer).url;
@@ -74,7 +80,8 @@ export async function startBot(config: BotConfig, log: Logger): Promise<RunningB
   const accessToken = await resolveAccessToken(config.matrix, kv);
   const client = new DurableMatrixClient(config.matrix.homeserverUrl, accessToken, new SqliteSyncStorage(db));
   const userId = await client.getUserId();
-  const sender = new MatrixSender(client, log.child({ component: "matrix" }));
+  const metrics = new BotMetrics();
+  const sender = new MatrixSender(client, log.child({ component: "matrix" }), () => metrics.rateLimited());
   const access = new AccessPolicy(config.access.allowedUsers, config.access.strangerNoticeIntervalMs);
   const rooms = new RoomStore(db);
   const names = new DisplayNames(client);
@@ -83,8 +90,25 @@ export async function startBot(config: BotConfig, log: Logger): Promise<RunningB
     log: log.child({ component: "turns" }),
     editWindowMs: config.rendering.editWindowMs,
     completionNoticeAfterMs: config.rendering.completionNoticeAfterMs,
+    onTurnEnd: (outcome) => metrics.turnEnded(outcome),
   });
-  const backend = new OpencodeBackend({ prefix: config.commands.prefix, conn, runner, threads, rooms, sender, client, names, workspaceDir, log });
+  metrics.observe({ sendCounters: sender.counters, activeSessions: () => runner.activeCount });
+  const notifier = new Notifier({
+    threads, turns, sender,
+    isStreaming: (sessionId) => runner.isBusy(sessionId),
+    defaultRoom: config.notify.defaultRoom,
+    log: log.child({ component: "notify" }),
+  });
+  // Only a server the bot started can be restarted by it (`!oc restart-server`); same port, so the client keeps its URL.
+  const restartServer = embeddedOptions
+    ? async (): Promise<{ oldPid: number; newPid: number; connected: boolean }> => {
+        const old = embedded as EmbeddedServer;
+        embedded = await restartEmbeddedOpencode(old, embeddedOptions as EmbeddedServerOptions);
+        log.info({ url: embedded.url, oldPid: old.pid, pid: embedded.pid }, "restarted embedded OpenCode server");
+        return { oldPid: old.pid, newPid: embedded.pid, connected: await conn.resubscribe() };
+      }
+    : undefined;
+  const backend = new OpencodeBackend({ prefix: config.commands.prefix, conn, runner, threads, rooms, sender, client, names, workspaceDir, log, db, restartServer });
   const permissions = new PermissionDesk({
     conn, threads, sender, log, names,
     store: new PermissionStore(db),
@@ -110,13 +134,24 @@ export async function startBot(config: BotConfig, log: Logger): Promise<RunningB
     if (event.type === "m.room.encrypted" && event.sender !== userId) void membership.tellEncrypted(roomId);
   });
 
+  // Scheduled prompts wait for the first reconcile: a session's turn from before a restart must be known first.
+  let reconciled = false;
   conn.onState((state, detail) => {
     log.info({ state, url: conn.url, ...detail }, "OpenCode connection");
     void runner.onConnectionState(state, config.opencode).catch((err: unknown) => log.error({ err }, "telling threads about the connection failed"));
     if (state === "connected") {
-      void runner.reconcile().catch((err: unknown) => log.error({ err }, "reconciling turns failed"));
+      void runner
+        .reconcile()
+        .catch((err: unknown) => log.error({ err }, "reconciling turns failed"))
+        .finally(() => (reconciled = true));
       void permissions.reconcile().catch((err: unknown) => log.error({ err }, "reconciling permissions failed"));
     }
+  });
+  let wasConnected = false;
+  conn.onState((state) => {
+    if (state !== "connected") return;
+    if (wasConnected) metrics.opencodeReconnected();
+    wasConnected = true;
   });
   conn.start();
   if (!(await waitFor(() => conn.state === "connected", 15_000))) log.warn({ url: opencodeUrl }, "OpenCode is not reachable yet; will keep trying");
@@ -125,11 +160,22 @@ export async function startBot(config: BotConfig, log: Logger): Promise<RunningB
   const replayed = intake.replayPending();
   if (replayed > 0) log.info({ replayed }, "resuming messages accepted before the last stop");
   await client.start();
+  // Prompts from the `send` CLI and due schedules; they wait while OpenCode is unreachable.
+  const scheduler = new Scheduler({
+    db, store: new ScheduleStore(db), oc: backend, threads, client,
+    log: log.child({ component: "schedule" }),
+    pollIntervalMs: config.schedule.pollIntervalMs,
+    timezone: config.schedule.timezone,
+    ready: () => reconciled && conn.state === "connected",
+  });
+  scheduler.start();
 
   const http = await startHttpServer({
     host: config.http.host,
     port: config.http.port,
     log,
+    metrics,
+    notify: { token: config.notify.token, deliver: (p) => notifier.deliver(p), onOutcome: (o) => metrics.notified(o) },
     health: async () => {
       const syncAgeMs = client.lastSyncAt === 0 ? null : Date.now() - client.lastSyncAt;
       const matrixOk = syncAgeMs !== null && syncAgeMs < 90_000 && client.lastSyncError === undefined;
@@ -161,6 +207,7 @@ export async function startBot(config: BotConfig, log: Logger): Promise<RunningB
         log.info("stopping: no new work, finishing replies in flight");
         client.stop();
         await intake.drain();
+        await scheduler.stop();
         await Promise.all([runner.settle(), letta?.stop()]);
         await conn.stop();
         await http.close();

@@ -15,7 +15,7 @@ try {
   throw err;
 }
 
-const secrets = [config.matrix.accessToken, config.matrix.password, config.opencode.password].filter((s): s is string => !!s);
+const secrets = [config.matrix.accessToken, config.matrix.password, config.opencode.password, config.notify.token, config.letta?.apiToken].filter((s): s is string => !!s);
 const log = createLogger(config.log.level, secrets);
 bridgeMatrixSdkLogs(log, secrets);
 

@@ -36,6 +36,10 @@ export const envOverrides: ReadonlyArray<{ env: string; path: string; kind: Kind
   { env: "BOT_DATABASE_PATH", path: "database.path", kind: "string" },
   { env: "BOT_HTTP_PORT", path: "http.port", kind: "number" },
   { env: "BOT_HTTP_HOST", path: "http.host", kind: "string" },
+  { env: "BOT_NOTIFY_TOKEN", path: "notify.token", kind: "string" },
+  { env: "BOT_NOTIFY_ROOM", path: "notify.defaultRoom", kind: "string" },
+  { env: "BOT_SCHEDULE_POLL_INTERVAL_MS", path: "schedule.pollIntervalMs", kind: "number" },
+  { env: "BOT_SCHEDULE_TIMEZONE", path: "schedule.timezone", kind: "string" },
   { env: "LOG_LEVEL", path: "log.level", kind: "string" },
 ];
 

@@ -86,6 +86,33 @@ export const configSchema = z.object({
     })
     .strict()
     .default({ port: 8080, host: "127.0.0.1" }),
+  // A section whose keys are all commented out reads as null: same as leaving it out.
+  notify: z.preprocess((v) => v ?? undefined, z
+    .object({
+      // Bearer token for POST /notify. Unset: the endpoint answers 404 "notify is disabled".
+      token: z.string().min(16, "use at least 16 characters (e.g. `openssl rand -hex 32`)").optional(),
+      // Room for notifications of sessions that have no thread (the bot must be in it).
+      // Room ids of room versions up to 11 end in ":server"; those of version 12 do not.
+      defaultRoom: z.string().regex(/^![^\s:]+(:\S+)?$/, "must be a room id like !abc123:example.org").optional(),
+    })
+    .strict()
+    .default({})),
+  schedule: z
+    .object({
+      // How often the bot looks for due prompts of the `send` CLI (ms).
+      pollIntervalMs: z.number().int().min(100).default(1000),
+      // IANA time zone that cron expressions of scheduled prompts are read in.
+      timezone: z.string().min(1).refine((tz) => {
+        try {
+          new Intl.DateTimeFormat("en", { timeZone: tz });
+          return true;
+        } catch {
+          return false;
+        }
+      }, "must be an IANA time zone such as UTC or Europe/Berlin").default("UTC"),
+    })
+    .strict()
+    .default({ pollIntervalMs: 1000, timezone: "UTC" }),
   log: z
     .object({ level: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info") })
     .strict()

@@ -1,4 +1,4 @@
-import { formatMarkdown } from "./format.ts";
+import { formatMarkdown, type Formatted } from "./format.ts";
 
 export type MessageContent = Record<string, unknown>;
 
@@ -19,11 +19,36 @@ function mentionsOf(opts: ComposeOptions): { user_ids: string[] } {
   return { user_ids: opts.mentions ?? [] };
 }
 
+/**
+ * Homeservers refuse events over 64 KiB, and a message carries its text at least twice (body
+ * and HTML, each escaped in JSON). Streamed replies are split far below this; a one-off answer
+ * that quotes something huge (a 60 KB argument, say) is cut with a note instead of being
+ * refused and never seen at all.
+ */
+const contentBudget = 56_000;
+
+const jsonBytes = (v: unknown): number => Buffer.byteLength(JSON.stringify(v), "utf8");
+
+function cutTo(markdown: string, bytes: number): string {
+  // Cutting the UTF-8 bytes may split a character: its remains decode to U+FFFD, dropped here.
+  const head = Buffer.from(markdown, "utf8").subarray(0, bytes).toString("utf8").replace(/\uFFFD+$/, "");
+  return `${head}…\n\n_(cut: the message was too long for Matrix)_`;
+}
+
+/** The formatted message, cut (with a note) only when it would not fit in one event. */
+export function formatFitting(markdown: string): Formatted {
+  let formatted = formatMarkdown(markdown);
+  for (let bytes = 16_000; jsonBytes(formatted) > contentBudget && bytes >= 250; bytes = Math.floor(bytes / 2)) {
+    formatted = formatMarkdown(cutTo(markdown, bytes));
+  }
+  return formatted;
+}
+
 /** A reply in a thread (m.thread with the reply fallback), rendered from markdown. */
 export function threadMessage(target: ThreadTarget, markdown: string, opts: ComposeOptions = {}): MessageContent {
   return {
     msgtype: opts.notice ? "m.notice" : "m.text",
-    ...formatMarkdown(markdown),
+    ...formatFitting(markdown),
     "m.mentions": mentionsOf(opts),
     "m.relates_to": {
       rel_type: "m.thread",
@@ -36,7 +61,7 @@ export function threadMessage(target: ThreadTarget, markdown: string, opts: Comp
 
 /** A plain top-level message. */
 export function roomMessage(markdown: string, opts: ComposeOptions = {}): MessageContent {
-  return { msgtype: opts.notice ? "m.notice" : "m.text", ...formatMarkdown(markdown), "m.mentions": mentionsOf(opts) };
+  return { msgtype: opts.notice ? "m.notice" : "m.text", ...formatFitting(markdown), "m.mentions": mentionsOf(opts) };
 }
 
 /** An edit replacing the whole content of `eventId`. Edits never mention anyone: no push storm while streaming. */

@@ -29,7 +29,14 @@ export interface Formatted {
 
 /** Markdown to a Matrix message: sanitised HTML for rich clients, the markdown itself as the plain body. */
 export function formatMarkdown(markdown: string): Formatted {
-  const html = marked.parse(markdown, { async: false, gfm: true, breaks: true });
+  let html: string;
+  try {
+    html = marked.parse(markdown, { async: false, gfm: true, breaks: true });
+  } catch {
+    // marked recurses once per nesting level: a few thousand `>` or `1. ` at the start of a
+    // line overflow the stack. Such text is shown as it is rather than not at all.
+    html = `<pre><code>${escapeHtml(markdown)}</code></pre>`;
+  }
   return { body: markdown, format: "org.matrix.custom.html", formatted_body: sanitizeHtml(html, sanitizeOptions).trim() };
 }
 

@@ -5,9 +5,12 @@ import type { MessageContent } from "./content.ts";
 export class RateLimitedError extends Error {
   override name = "RateLimitedError";
   readonly retryAfterMs: number;
-  constructor(retryAfterMs: number) {
+  /** True when the homeserver was not asked: an earlier 429 of the same account still applies. */
+  readonly local: boolean;
+  constructor(retryAfterMs: number, local = false) {
     super(`rate limited by the homeserver for ${retryAfterMs} ms`);
     this.retryAfterMs = retryAfterMs;
+    this.local = local;
   }
 }
 
@@ -23,6 +26,8 @@ export function rateLimitDelay(err: unknown): number | undefined {
 export interface SendCounters {
   requests: number;
   rateLimited: number;
+  /** Edits (m.replace) that reached the homeserver. */
+  edits: number;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -32,10 +37,16 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  * honours the homeserver's rate limits.
  */
 export class MatrixSender {
-  readonly counters: SendCounters = { requests: 0, rateLimited: 0 };
+  readonly counters: SendCounters = { requests: 0, rateLimited: 0, edits: 0 };
   private readonly client: MatrixClient;
   private readonly log: Logger;
   private readonly onRateLimited: (() => void) | undefined;
+  /**
+   * Until when the homeserver asked the bot to wait. The limit is per account, so every send
+   * honours it, not only the one that got the 429: otherwise each streaming reply would learn
+   * of the limit by a 429 of its own.
+   */
+  private notBefore = 0;
 
   constructor(client: MatrixClient, log: Logger, onRateLimited?: () => void) {
     this.client = client;
@@ -51,14 +62,22 @@ export class MatrixSender {
   async send(roomId: string, content: MessageContent, opts: { type?: string; retry?: boolean } = {}): Promise<string> {
     const type = opts.type ?? "m.room.message";
     for (let attempt = 0; ; attempt++) {
+      const pending = this.notBefore - Date.now();
+      if (pending > 0) {
+        if (opts.retry === false) throw new RateLimitedError(pending, true);
+        await sleep(pending);
+      }
       this.counters.requests++;
       try {
-        return await this.client.sendEvent(roomId, type, content);
+        const id = await this.client.sendEvent(roomId, type, content);
+        if ((content["m.relates_to"] as { rel_type?: string } | undefined)?.rel_type === "m.replace") this.counters.edits++;
+        return id;
       } catch (err) {
         const wait = rateLimitDelay(err);
         if (wait === undefined) throw err;
         this.counters.rateLimited++;
         this.onRateLimited?.();
+        this.notBefore = Math.max(this.notBefore, Date.now() + wait);
         if (opts.retry === false) throw new RateLimitedError(wait);
         if (attempt >= 20) throw err;
         this.log.warn({ roomId, waitMs: wait }, "homeserver rate limit; waiting");

@@ -70,7 +70,9 @@ export class LiveMessage {
     if (this.timer || this.inFlight || this.latest === this.sent) return;
     const now = Date.now();
     const first = this.eventId === null && this.sent === null;
-    const due = first ? now : Math.max(this.lastSendAt + this.opts.windowMs, this.blockedUntil);
+    // The first version goes out at once, unless the homeserver asked to wait (a 429) or failed:
+    // retrying that at once would hammer it in a loop.
+    const due = first ? Math.max(now, this.blockedUntil) : Math.max(this.lastSendAt + this.opts.windowMs, this.blockedUntil);
     this.timer = setTimeout(() => {
       this.timer = null;
       void this.flush(false);
@@ -90,6 +92,7 @@ export class LiveMessage {
       } catch (err) {
         if (err instanceof RateLimitedError) {
           this.blockedUntil = Date.now() + err.retryAfterMs;
+          this.opts.log.debug({ roomId: this.opts.target.roomId, waitMs: err.retryAfterMs, local: err.local }, "homeserver rate limit on a live message; will send the newest state after the wait");
         } else {
           this.opts.log.warn({ err, roomId: this.opts.target.roomId }, "could not update the reply; will retry with the newest state");
           this.blockedUntil = Date.now() + Math.min(this.opts.windowMs * 2, 5000);

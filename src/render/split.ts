@@ -8,7 +8,7 @@ export const maxMessageBytes = 8000;
 const bytes = (s: string): number => Buffer.byteLength(s, "utf8");
 
 function cutPoint(text: string, limit: number): number {
-  // Largest prefix within `limit` bytes, preferring to end at a line break.
+  // Largest prefix within `limit` bytes, preferring to end at a line break, else between words.
   let lo = 0;
   let hi = text.length;
   while (lo < hi) {
@@ -18,7 +18,10 @@ function cutPoint(text: string, limit: number): number {
   }
   if (lo > 0 && /[\uD800-\uDBFF]/.test(text[lo - 1] ?? "")) lo--; // never split a surrogate pair
   const nl = text.lastIndexOf("\n", lo);
-  return nl > lo / 2 ? nl + 1 : lo;
+  if (nl > lo / 2) return nl + 1;
+  // A word cut in two reads as two wrong words, one at the end of each message.
+  const space = Math.max(text.lastIndexOf(" ", lo - 1), text.lastIndexOf("\t", lo - 1));
+  return space > lo / 2 ? space + 1 : lo;
 }
 
 /** Greedy and stable: as text grows at its end, earlier pieces stay the same. Code fences are closed and reopened across a cut. */

@@ -4,14 +4,18 @@ import Database from "better-sqlite3";
 import { BotProcess } from "../harness/bot-process.ts";
 import { MatrixTestUser, type MatrixEvent } from "../harness/matrix-user.ts";
 import { loadStackInfo, type StackInfo } from "../harness/stack.ts";
-import { registerUser } from "../harness/synapse.ts";
+import { registerUser, type RegisteredUser } from "../harness/synapse.ts";
 
 export interface TestEnvOptions {
   /** Short name, part of every user name, so suites never share accounts. */
   name: string;
   /** Extra bot environment (config overrides). */
   botEnv?: Record<string, string>;
+  /** More bot environment that needs the test room's id (e.g. BOT_NOTIFY_ROOM). */
+  botEnvForRoom?: (roomId: string) => Record<string, string>;
   editWindowMs?: number;
+  /** A homeserver of the suite's own (e.g. one with Synapse's default rate limits); default: the shared one. */
+  synapse?: { baseUrl: string; sharedSecret: string };
 }
 
 /**
@@ -25,10 +29,14 @@ export class TestEnv {
   readonly users: Record<"alice" | "bob" | "mallory", MatrixTestUser>;
   readonly roomId: string;
   readonly botUserId: string;
+  /** The accounts as registered, tokens included (for the secret scan, or to act as the bot's own user). */
+  readonly accounts: Record<"bot" | "alice" | "bob" | "mallory", RegisteredUser>;
+  /** The homeserver this environment uses. */
+  readonly homeserver: { baseUrl: string; sharedSecret: string };
   bot: BotProcess;
   private readonly botEnv: Record<string, string>;
 
-  private constructor(f: Pick<TestEnv, "stack" | "dataDir" | "dbPath" | "users" | "roomId" | "botUserId" | "bot"> & { botEnv: Record<string, string> }) {
+  private constructor(f: Pick<TestEnv, "stack" | "dataDir" | "dbPath" | "users" | "roomId" | "botUserId" | "bot" | "accounts" | "homeserver"> & { botEnv: Record<string, string> }) {
     this.stack = f.stack;
     this.dataDir = f.dataDir;
     this.dbPath = f.dbPath;
@@ -36,26 +44,32 @@ export class TestEnv {
     this.roomId = f.roomId;
     this.botUserId = f.botUserId;
     this.bot = f.bot;
+    this.accounts = f.accounts;
+    this.homeserver = f.homeserver;
     this.botEnv = f.botEnv;
   }
 
   static async create(opts: TestEnvOptions): Promise<TestEnv> {
     const stack = loadStackInfo();
+    const hs = opts.synapse ?? stack.synapse;
     const suffix = `${opts.name}-${Date.now().toString(36)}`;
-    const reg = (who: string) => registerUser(stack.synapse.baseUrl, stack.synapse.sharedSecret, `${who}-${suffix}`);
+    const reg = (who: string) => registerUser(hs.baseUrl, hs.sharedSecret, `${who}-${suffix}`);
     const [botAccount, a, b, m] = await Promise.all([reg("bot"), reg("alice"), reg("bob"), reg("mallory")]);
     const users = {
-      alice: new MatrixTestUser(stack.synapse.baseUrl, a),
-      bob: new MatrixTestUser(stack.synapse.baseUrl, b),
-      mallory: new MatrixTestUser(stack.synapse.baseUrl, m),
+      alice: new MatrixTestUser(hs.baseUrl, a),
+      bob: new MatrixTestUser(hs.baseUrl, b),
+      mallory: new MatrixTestUser(hs.baseUrl, m),
     };
     await Promise.all(Object.values(users).map((u) => u.startSync()));
+    // A failed set-up must not leave sync loops or a bot running: the test process would never exit.
+    let bot: BotProcess | undefined;
+    try {
     const roomId = await users.alice.createRoom({ name: `bot test ${suffix}`, invite: [botAccount.userId, b.userId, m.userId] });
     await Promise.all([users.bob.joinRoom(roomId), users.mallory.joinRoom(roomId)]);
     const dataDir = mkdtempSync(join(stack.workDir, `bot-${opts.name}-`));
     const dbPath = join(dataDir, "bot.db");
     const botEnv: Record<string, string> = {
-      MATRIX_HOMESERVER_URL: stack.synapse.baseUrl,
+      MATRIX_HOMESERVER_URL: hs.baseUrl,
       MATRIX_ACCESS_TOKEN: botAccount.accessToken,
       BOT_ALLOWED_USERS: `${a.userId},${b.userId}`,
       OPENCODE_SERVER_URL: stack.opencode.url,
@@ -66,9 +80,12 @@ export class TestEnv {
       LOG_LEVEL: "debug",
       BOT_CONFIG: "/dev/null",
       ...opts.botEnv,
+      ...opts.botEnvForRoom?.(roomId),
     };
-    const bot = await BotProcess.start(botEnv);
-    const env = new TestEnv({ stack, dataDir, dbPath, users, roomId, botUserId: botAccount.userId, bot, botEnv });
+    bot = await BotProcess.start(botEnv);
+    const accounts = { bot: botAccount, alice: a, bob: b, mallory: m };
+    const homeserver = { baseUrl: hs.baseUrl, sharedSecret: hs.sharedSecret };
+    const env = new TestEnv({ stack, dataDir, dbPath, users, roomId, botUserId: botAccount.userId, bot, botEnv, accounts, homeserver });
     await users.alice.waitForRoomEvent({
       roomId,
       type: "m.room.member",
@@ -77,6 +94,11 @@ export class TestEnv {
       timeoutMs: 30_000,
     });
     return env;
+    } catch (err) {
+      await bot?.stop("SIGKILL");
+      await Promise.all(Object.values(users).map((u) => u.stopSync()));
+      throw err;
+    }
   }
 
   /** Stops the bot (SIGTERM by default) and starts a new process on the same database. */
