@@ -1,9 +1,8 @@
 import type { Event, FilePartInput, Message, Part, TextPartInput } from "@opencode-ai/sdk/v2";
 import type { PromptRequest } from "../commands/backend.ts";
 import type { Logger } from "../log.ts";
-import { threadMessage, type ThreadTarget } from "../matrix/content.ts";
+import type { ThreadTarget } from "../matrix/content.ts";
 import type { DisplayNames } from "../matrix/display-names.ts";
-import { pill } from "../matrix/format.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
 import { SplitLiveMessage } from "../render/split-live-message.ts";
 import type { Db } from "../store/db.ts";
@@ -14,6 +13,7 @@ import type { OpencodeConnection } from "./connection.ts";
 import { describeError, errorAdvice } from "./errors.ts";
 import { ascendingId } from "./ids.ts";
 import { PromptQueue, type CommandCall, type PromptOptions } from "./prompt-queue.ts";
+import { TurnNotices, type RetrySettings } from "./turn-notices.ts";
 import { TurnView } from "./turn-view.ts";
 
 export type { CommandCall, PromptOptions } from "./prompt-queue.ts";
@@ -54,10 +54,11 @@ export class TurnRunner {
   /** Prompts waiting for the running turn of their session; in SQLite, so a restart keeps them. */
   readonly queue: PromptQueue;
   private readonly ownMessageIds = new Set<string>();
-  private outageTargets: ThreadTarget[] = [];
+  private readonly notices: TurnNotices;
 
   constructor(deps: TurnRunnerDeps) {
     this.d = deps;
+    this.notices = new TurnNotices({ sender: deps.sender, names: deps.names, log: deps.log, completionNoticeAfterMs: deps.completionNoticeAfterMs });
     this.queue = new PromptQueue(deps.db);
     deps.conn.onEvent((e) => this.onEvent(e));
   }
@@ -298,21 +299,9 @@ export class TurnRunner {
       this.active.delete(turn.row.sessionId);
     }
     this.d.onTurnEnd?.(error ? "failed" : "done");
-    await this.notifyEnd(turn, error !== undefined, aborted, durationMs);
-    await this.sendNext(turn.row.sessionId);
-  }
-
-  /** The one message of a turn that pushes phones: who asked hears that it is done or failed. */
-  private async notifyEnd(turn: ActiveTurn, failed: boolean, aborted: boolean, durationMs: number): Promise<void> {
-    const who = turn.row.promptedBy;
-    if (!who || aborted) return;
-    if (!failed && durationMs < this.d.completionNoticeAfterMs) return;
-    const name = pill(who, await this.d.names.get(turn.row.roomId, who)).markdown;
-    const text = failed ? `⚠️ ${name} the turn failed — see the reply above.` : `✅ ${name} done.`;
     const target = { roomId: turn.row.roomId, threadRoot: turn.row.rootEventId, replyTo: turn.live.firstId ?? turn.row.promptEventId };
-    await this.d.sender
-      .send(turn.row.roomId, threadMessage(target, text, { mentions: [who] }))
-      .catch((e: unknown) => this.d.log.warn({ err: e }, "could not post the completion notice"));
+    await this.notices.turnEnded(target, turn.row.promptedBy, { failed: error !== undefined, aborted, durationMs });
+    await this.sendNext(turn.row.sessionId);
   }
 
   async abort(thread: ThreadRow): Promise<boolean> {
@@ -371,23 +360,10 @@ export class TurnRunner {
     for (const sessionId of this.queue.sessions()) await this.sendNext(sessionId);
   }
 
-  /**
-   * Tells the threads with a turn in flight that the OpenCode server went away, and again when
-   * it is back. Once per outage: the connection reports each change of state once.
-   */
-  async onConnectionState(state: "connecting" | "connected" | "disconnected", retry: { maxRetries: number; retryDelayMs: number; healthCheckIntervalMs: number }): Promise<void> {
-    if (state === "connecting") return;
-    if (state === "disconnected") {
-      this.outageTargets = this.activeTargets();
-      const text =
-        `⚠️ Lost the connection to the OpenCode server. Reconnecting (${retry.maxRetries} quick tries from ${retry.retryDelayMs} ms, ` +
-        `then every ${Math.round(retry.healthCheckIntervalMs / 1000)} s); this reply will be finished when it is back.`;
-      await Promise.all(this.outageTargets.map((t) => this.d.sender.send(t.roomId, threadMessage(t, text, { notice: true })).catch(() => undefined)));
-      return;
-    }
-    const told = this.outageTargets;
-    this.outageTargets = [];
-    await Promise.all(told.map((t) => this.d.sender.send(t.roomId, threadMessage(t, "✅ Reconnected to the OpenCode server.", { notice: true })).catch(() => undefined)));
+  /** Tells the threads with a turn in flight that the OpenCode server went away, and again when it is back. */
+  async onConnectionState(state: "connecting" | "connected" | "disconnected", retry: RetrySettings): Promise<void> {
+    if (state === "disconnected") await this.notices.serverLost(this.activeTargets(), retry);
+    if (state === "connected") await this.notices.serverBack();
   }
 
   /** Threads with a turn running, for telling people about a lost or regained server. */
