@@ -51,3 +51,9 @@ export interface CommandSpec {
 export class UsageError extends Error {
   override name = "UsageError";
 }
+
+/** What the person typed, quoted back in an answer: one line, at most `max` characters. */
+export function echo(typed: string, max = 100): string {
+  const line = typed.replace(/\s+/g, " ").replace(/`/g, "'");
+  return `\`${line.length > max ? `${line.slice(0, max)}…` : line}\``;
+}

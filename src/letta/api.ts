@@ -99,7 +99,23 @@ function networkCause(err: unknown): string {
 }
 
 /** One line for people: what went wrong talking to Letta, without stack or secrets. */
+/**
+ * Tokens of the configured Letta servers. Error answers quote the server's own words, and a
+ * server or proxy may echo the Authorization header back: those words go into a room.
+ */
+const tokens = new Set<string>();
+
+function scrubTokens(text: string): string {
+  let out = text.replace(/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+/gi, "$1 [redacted]");
+  for (const t of tokens) if (t.length >= 4) out = out.split(t).join("[redacted]");
+  return out;
+}
+
 export function describeLettaError(err: unknown, baseUrl: string): string {
+  return scrubTokens(describeRaw(err, baseUrl));
+}
+
+function describeRaw(err: unknown, baseUrl: string): string {
   const retries = (err as { retries?: number } | null)?.retries;
   const after = retries ? ` (after ${retries} ${retries === 1 ? "retry" : "retries"})` : "";
   if (err instanceof APIConnectionTimeoutError) return `Letta at ${baseUrl} did not answer in time${after}.`;
@@ -152,6 +168,7 @@ export class LettaApi {
     this.baseUrl = opts.baseUrl.replace(/\/+$/, "");
     this.policy = { maxRetries: opts.maxRetries, retryDelayMs: opts.retryDelayMs };
     this.log = opts.log;
+    if (opts.apiToken) tokens.add(opts.apiToken);
     this.client = new Letta({ baseURL: this.baseUrl, apiKey: opts.apiToken ?? null, maxRetries: 0, timeout: opts.timeoutMs, logLevel: "off" });
   }
 

@@ -230,6 +230,9 @@ export async function runTurn(deps: TurnDeps, job: TurnJob, stop: AbortSignal): 
     log: deps.log,
     eventId: row.replyEventId,
     onPosted: (id) => deps.turns.setReply(row.id, id),
+    attach: async (text) => {
+      await deps.sender.sendFile(job.target, Buffer.from(text, "utf8"), "answer.md", "text/markdown");
+    },
   });
   live.update(view.render({ final: false, durationMs: 0 }));
 

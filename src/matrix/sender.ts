@@ -1,6 +1,6 @@
 import type { MatrixClient } from "matrix-bot-sdk";
 import type { Logger } from "../log.ts";
-import type { MessageContent } from "./content.ts";
+import type { MessageContent, ThreadTarget } from "./content.ts";
 
 export class RateLimitedError extends Error {
   override name = "RateLimitedError";
@@ -84,6 +84,21 @@ export class MatrixSender {
         await sleep(wait);
       }
     }
+  }
+
+  /** Uploads `data` and posts it as an m.file in a thread: for answers and diffs too long for chat. */
+  async sendFile(target: ThreadTarget, data: Buffer, filename: string, mimetype: string): Promise<string> {
+    this.counters.requests++;
+    const url = await this.client.uploadContent(data, mimetype, filename);
+    return this.send(target.roomId, {
+      msgtype: "m.file",
+      body: filename,
+      filename,
+      url,
+      info: { mimetype, size: data.length },
+      "m.mentions": {},
+      "m.relates_to": { rel_type: "m.thread", event_id: target.threadRoot, is_falling_back: true, "m.in_reply_to": { event_id: target.replyTo } },
+    });
   }
 
   async react(roomId: string, eventId: string, key: string): Promise<string | undefined> {

@@ -177,7 +177,8 @@ export class OpencodeConnection {
 
   private dispatch(global: { directory?: string; payload?: Event }): void {
     const event = global.payload;
-    if (!event || typeof event.type !== "string") return;
+    // Some stream messages (e.g. `sync`) carry no properties; no handler wants those.
+    if (!event || typeof event.type !== "string" || typeof event.properties !== "object" || event.properties === null) return;
     for (const h of this.eventHandlers) {
       try {
         h(event, global.directory ?? "");

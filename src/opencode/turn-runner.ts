@@ -196,6 +196,9 @@ export class TurnRunner {
       log: this.d.log,
       eventId: row.replyEventId,
       onPosted: (id) => this.d.turns.setReply(row.id, id),
+      attach: async (text) => {
+        await this.d.sender.sendFile(target, Buffer.from(text, "utf8"), "answer.md", "text/markdown");
+      },
     });
     const view = new TurnView(this.d.workspaceDir, row.promptMessageId ?? parent);
     const turn: ActiveTurn = { row, view, live, directory, sawBusy: false, finishing: false };

@@ -1,7 +1,6 @@
 import { existsSync, readFileSync, realpathSync, statSync } from "node:fs";
 import { extname, isAbsolute, relative, resolve, sep } from "node:path";
-import { UsageError, type CommandContext, type CommandSpec } from "../../commands/types.ts";
-import { threadMessage } from "../../matrix/content.ts";
+import { UsageError, type CommandContext, type CommandSpec, echo } from "../../commands/types.ts";
 import type { OpencodeBackend } from "../backend.ts";
 import { describeError } from "../errors.ts";
 
@@ -20,20 +19,15 @@ export function confinePath(root: string, typed: string): string | undefined {
   if (typed.includes("\0")) throw new OutsideWorkspaceError("the path contains a NUL character");
   const realRoot = realpathSync(root);
   const lexical = resolve(realRoot, typed);
-  if (lexical !== realRoot && !lexical.startsWith(realRoot + sep)) throw new OutsideWorkspaceError(`\`${typed}\` is outside the workspace`);
+  if (lexical !== realRoot && !lexical.startsWith(realRoot + sep)) throw new OutsideWorkspaceError(`${echo(typed)} is outside the workspace`);
   if (!existsSync(lexical)) return undefined;
   const real = realpathSync(lexical);
-  if (real !== realRoot && !real.startsWith(realRoot + sep)) throw new OutsideWorkspaceError(`\`${typed}\` leads outside the workspace`);
+  if (real !== realRoot && !real.startsWith(realRoot + sep)) throw new OutsideWorkspaceError(`${echo(typed)} leads outside the workspace`);
   return real;
 }
 
-async function sendAttachment(ctx: CommandContext, data: Buffer, filename: string, mime: string): Promise<void> {
-  const url = await ctx.services.client.uploadContent(data, mime, filename);
-  const target = { roomId: ctx.msg.roomId, threadRoot: ctx.root, replyTo: ctx.msg.eventId };
-  const content = threadMessage(target, filename, { notice: false, mentions: [] });
-  delete content.format;
-  delete content.formatted_body;
-  await ctx.services.sender.send(ctx.msg.roomId, { ...content, msgtype: "m.file", body: filename, filename, url, info: { mimetype: mime, size: data.length } });
+function sendAttachment(ctx: CommandContext, data: Buffer, filename: string, mime: string): Promise<string> {
+  return ctx.services.sender.sendFile({ roomId: ctx.msg.roomId, threadRoot: ctx.root, replyTo: ctx.msg.eventId }, data, filename, mime);
 }
 
 const fence = (text: string, lang: string): string => {
@@ -87,7 +81,7 @@ export function fileCommands(oc: OpencodeBackend): CommandSpec[] {
           throw err;
         }
         if (!real || !statSync(real).isFile()) {
-          await ctx.reply(`No file \`${typed}\` in the workspace.`);
+          await ctx.reply(`No file ${echo(typed)} in the workspace.`);
           return;
         }
         const data = readFileSync(real);

@@ -1,5 +1,5 @@
 import type { Session } from "@opencode-ai/sdk/v2";
-import { UsageError, type CommandContext, type CommandSpec } from "../../commands/types.ts";
+import { UsageError, type CommandContext, type CommandSpec, echo } from "../../commands/types.ts";
 import type { OpencodeBackend } from "../backend.ts";
 import { titleFrom } from "../backend.ts";
 import { describeError } from "../errors.ts";
@@ -69,7 +69,7 @@ export function sessionCommands(oc: OpencodeBackend): CommandSpec[] {
         }
         const session = await getSession(oc, id, oc.roomDirectory(ctx.msg.roomId));
         if (!session) {
-          await ctx.reply(`There is no session \`${id}\` on the OpenCode server. \`${p} sessions\` lists this room's sessions.`);
+          await ctx.reply(`There is no session ${echo(id)} on the OpenCode server. \`${p} sessions\` lists this room's sessions.`);
           return;
         }
         const thread = await oc.openThread(ctx.msg.roomId, id, session.title, ctx.msg.sender, `📎 **${session.title}** — attached OpenCode session \`${id}\`. Its work streams here; write in this thread to prompt it.`);

@@ -1,6 +1,6 @@
 import { existsSync, realpathSync, statSync } from "node:fs";
 import { resolve, sep } from "node:path";
-import { UsageError, type CommandSpec } from "../../commands/types.ts";
+import { UsageError, type CommandSpec, echo } from "../../commands/types.ts";
 import type { OpencodeBackend } from "../backend.ts";
 import { parseModel } from "../backend.ts";
 
@@ -31,7 +31,7 @@ export function settingCommands(oc: OpencodeBackend): CommandSpec[] {
         const dir = ctx.thread ? oc.threadDirectory(ctx.thread) : oc.roomDirectory(ctx.msg.roomId);
         const models = await knownModels(oc, dir);
         if (models && !models.includes(spec)) {
-          await ctx.reply(`Unknown model \`${spec}\`. Available: ${list(models)}.`);
+          await ctx.reply(`Unknown model ${echo(spec)}. Available: ${list(models)}.`);
           return;
         }
         if (ctx.thread) ctx.services.threads.setSetting(ctx.thread.roomId, ctx.thread.rootEventId, "model", spec);
@@ -50,7 +50,7 @@ export function settingCommands(oc: OpencodeBackend): CommandSpec[] {
         const dir = ctx.thread ? oc.threadDirectory(ctx.thread) : oc.roomDirectory(ctx.msg.roomId);
         const agents = await knownAgents(oc, dir);
         if (agents && !agents.includes(name)) {
-          await ctx.reply(`Unknown agent \`${name}\`. Available: ${list(agents)}.`);
+          await ctx.reply(`Unknown agent ${echo(name)}. Available: ${list(agents)}.`);
           return;
         }
         if (ctx.thread) ctx.services.threads.setSetting(ctx.thread.roomId, ctx.thread.rootEventId, "agent", name);
@@ -71,11 +71,11 @@ export function settingCommands(oc: OpencodeBackend): CommandSpec[] {
         const candidate = resolve(roots[0] ?? ".", typed);
         const real = existsSync(candidate) ? realpathSync(candidate) : undefined;
         if (!real || !statSync(real).isDirectory()) {
-          await ctx.reply(`No directory \`${typed}\`.`);
+          await ctx.reply(`No directory ${echo(typed)}.`);
           return;
         }
         if (!roots.some((r) => real === r || real.startsWith(r + sep))) {
-          await ctx.reply(`⛔ \`${typed}\` is outside the allowed project roots (${list(roots)}).`);
+          await ctx.reply(`⛔ ${echo(typed)} is outside the allowed project roots (${list(roots)}).`);
           return;
         }
         ctx.services.rooms.set(ctx.msg.roomId, "workspaceDir", real);
