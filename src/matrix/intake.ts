@@ -29,6 +29,10 @@ export class MessageIntake {
     if (!this.accepting) return; // not stored: the next process gets it from the sync again
     const msg = parseMessage(roomId, raw);
     if (!msg || msg.timestamp < this.notBefore) return;
+    // Sent before the bot was in the room (the homeserver says so in `unsigned.membership`):
+    // history a join brings along, not a request to this bot.
+    const membership = (raw.unsigned as { membership?: unknown } | undefined)?.membership;
+    if (membership !== undefined && membership !== "join") return;
     if (!this.inbox.accept(roomId, raw as Record<string, unknown> & { event_id: string })) return;
     this.enqueue(msg);
   }

@@ -50,6 +50,39 @@ describe("the embedded OpenCode server", () => {
   });
 });
 
+describe("history from before the bot joined", () => {
+  let env: TestEnv;
+  before(async () => {
+    env = await TestEnv.create({ name: "hist" });
+  });
+  after(async () => {
+    await env?.close();
+  });
+
+  test("commands written before the bot was invited are not acted on; later ones are", async () => {
+    const { alice } = env.users;
+    const roomId = await alice.createRoom({ name: "older room" });
+    const old = await alice.sendText(roomId, "!oc help from before the bot");
+    await alice.inviteUser(roomId, env.botUserId);
+    await alice.waitForRoomEvent({
+      roomId,
+      type: "m.room.member",
+      match: (e) => e.state_key === env.botUserId && e.content.membership === "join",
+      description: "the bot joining the older room",
+      timeoutMs: 30_000,
+    });
+    const fresh = await alice.sendText(roomId, "!oc help");
+    await alice.waitForRoomEvent({
+      roomId,
+      sender: env.botUserId,
+      match: (e) => (e.content["m.relates_to"] as { event_id?: string } | undefined)?.event_id === fresh,
+      description: "the answer to the new command",
+    });
+    const answered = alice.seenEvents(roomId).filter((e) => (e.content["m.relates_to"] as { event_id?: string } | undefined)?.event_id === old);
+    assert.equal(answered.length, 0, "the old command got no answer");
+  });
+});
+
 describe("an encrypted room", () => {
   let env: TestEnv;
   before(async () => {

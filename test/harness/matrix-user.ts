@@ -172,6 +172,10 @@ export class MatrixTestUser {
     return (await this.#request<{ room_id: string }>("POST", `/_matrix/client/v3/join/${enc(roomIdOrAlias)}`, {})).room_id;
   }
 
+  async inviteUser(roomId: string, userId: string): Promise<void> {
+    await this.#request("POST", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/invite`, { user_id: userId });
+  }
+
   async leaveRoom(roomId: string): Promise<void> {
     await this.#request("POST", `/_matrix/client/v3/rooms/${enc(roomId)}/leave`, {});
   }
