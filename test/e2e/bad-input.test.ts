@@ -2,6 +2,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type { MatrixEvent } from "../harness/matrix-user.ts";
 import { TestEnv, splitFooter, waitForFinalReply } from "./env.ts";
+import { seededRandom } from "../harness/seeded-random.ts";
 
 // Garbage in, clear answers out: hundreds of malformed messages (every command with odd
 // arguments, Unicode tricks, control characters, huge words, whitespace, a ~60 KB message,
@@ -10,18 +11,7 @@ import { TestEnv, splitFooter, waitForFinalReply } from "./env.ts";
 // documented; and afterwards the bot is healthy and answers a normal prompt.
 // Seeded, so a failure can be replayed: FUZZ_SEED=<n>.
 
-const seed = Number(process.env.FUZZ_SEED ?? 7_331);
-function rng(s: number): () => number {
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rand = rng(seed);
-const int = (n: number): number => Math.floor(rand() * n);
-const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)] as T;
+const { seed, int, pick } = seededRandom(7_331);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 const commands = ["new", "sessions", "attach", "abort", "status", "forget", "allow", "deny", "reject", "diff", "file", "model", "agent", "project", "help", "prompt"];

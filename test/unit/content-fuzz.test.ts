@@ -2,21 +2,13 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { roomMessage, threadMessage } from "../../src/matrix/content.ts";
 import { formatMarkdown } from "../../src/matrix/format.ts";
+import { seededRandom } from "../harness/seeded-random.ts";
 
 // Whatever an answer quotes, the event the bot composes fits a homeserver's 64 KiB limit:
 // huge, escaping-heavy, multi-byte or control-character text is cut with a note, and
 // ordinary text is left alone.
 
-const seed = Number(process.env.FUZZ_SEED ?? 99);
-function rng(s: number): () => number {
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rand = rng(seed);
+const { seed, rand } = seededRandom(99);
 const target = { roomId: "!r:x", threadRoot: "$root", replyTo: "$root" };
 const eventBytes = (content: Record<string, unknown>): number => Buffer.byteLength(JSON.stringify({ type: "m.room.message", room_id: "!r:x", sender: "@bot:x", content }), "utf8");
 const pieces = ["&", "<", ">", '"', "\u0000", "\u0007", "\\", "`", "*", "😀", "é", "中", "a", " ", "\n", "> ", "[x](y)", "&amp;", "<b>", "\ud800"];

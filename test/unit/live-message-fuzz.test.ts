@@ -4,21 +4,14 @@ import { pino } from "pino";
 import { LiveMessage } from "../../src/render/live-message.ts";
 import { RateLimitedError } from "../../src/matrix/sender.ts";
 import type { MessageContent } from "../../src/matrix/content.ts";
+import { mulberry32, seededRandom } from "../harness/seeded-random.ts";
 
 // Random streams against a homeserver stand-in that answers 429 (with a wait), fails, or is
 // slow, at random, from the very first post on. Whatever happens: the final state arrives,
 // nothing is sent while the homeserver asked to wait, no state is sent twice, and states only
 // move forward. Seeded: FUZZ_SEED=<n> replays a run.
 
-const seed = Number(process.env.FUZZ_SEED ?? 424_242);
-function rng(s: number): () => number {
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const { seed, rand } = seededRandom(424_242);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const log = pino({ level: "silent" });
 const target = { roomId: "!r:x", threadRoot: "$root", replyTo: "$root" };
@@ -84,7 +77,6 @@ async function run(sc: Scenario, rand: () => number): Promise<void> {
 }
 
 test(`LiveMessage under random 429s, failures and latency: final state, waits honoured, nothing stale or twice (seed ${seed})`, async () => {
-  const rand = rng(seed);
   const scenarios: Scenario[] = Array.from({ length: 40 }, (_, i) => ({
     windowMs: 10 + Math.floor(rand() * 40),
     updates: 1 + Math.floor(rand() * 60),
@@ -96,7 +88,7 @@ test(`LiveMessage under random 429s, failures and latency: final state, waits ho
     firstLimited: i % 3 === 0,
   }));
   // Independent messages: run them side by side to keep the test short.
-  await Promise.all(scenarios.map((sc, i) => run(sc, rng(seed + i + 1))));
+  await Promise.all(scenarios.map((sc, i) => run(sc, mulberry32(seed + i + 1))));
 });
 
 test("a 429 on the very first post is waited out, not retried in a loop", async () => {

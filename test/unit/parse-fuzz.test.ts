@@ -3,25 +3,14 @@ import assert from "node:assert/strict";
 import { parseCommand, stripPrefix } from "../../src/commands/parse.ts";
 import { parseMessage, stripReplyFallback } from "../../src/matrix/inbound.ts";
 import { AccessPolicy } from "../../src/access/policy.ts";
+import { seededRandom } from "../harness/seeded-random.ts";
 
 // Random and hostile input for the code every Matrix event passes through before anything
 // checks it: nothing may throw, every answer must have the promised shape, and no input may
 // take long (a regex that backtracks on a 60 KB message would stall the room's queue).
 // Seeded, so a failure can be replayed: FUZZ_SEED=<n> node --test test/unit/parse-fuzz.test.ts
 
-const seed = Number(process.env.FUZZ_SEED ?? 20_251_127);
-function rng(s: number): () => number {
-  // mulberry32
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rand = rng(seed);
-const int = (n: number): number => Math.floor(rand() * n);
-const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)] as T;
+const { seed, rand, int, pick } = seededRandom(20_251_127);
 
 const commandWords = ["new", "sessions", "attach", "abort", "status", "forget", "allow", "deny", "reject", "diff", "file", "model", "agent", "project"];
 const atoms = [
