@@ -14,6 +14,9 @@ export interface ConnectionOptions {
   log: Logger;
 }
 
+/** How long the event stream may stay silent before a failed health check counts. */
+const silenceLimitMs = 25_000;
+
 type EventHandler = (event: Event, directory: string) => void;
 type StateHandler = (state: ConnectionState, detail: { attempt: number; error?: string }) => void;
 
@@ -32,6 +35,7 @@ export class OpencodeConnection {
   private readonly eventHandlers: EventHandler[] = [];
   private readonly stateHandlers: StateHandler[] = [];
   private stopped = false;
+  private lastEventAt = 0;
   private abort: AbortController | null = null;
   private healthTimer: NodeJS.Timeout | null = null;
   private loop: Promise<void> | null = null;
@@ -110,11 +114,17 @@ export class OpencodeConnection {
       : {};
   }
 
+  /**
+   * A server that hangs may leave the stream open but silent: drop it and reconnect. A busy
+   * server answers its health endpoint slowly while its stream flows fine, so a failed check
+   * alone is no reason; the stream must also have been silent past two heartbeats (OpenCode
+   * sends `server.heartbeat` every 10 s).
+   */
   private async checkHealth(): Promise<void> {
     if (this.state !== "connected") return;
-    if (!(await this.healthy())) {
-      // A server that stopped answering may leave the stream open but silent; drop it and reconnect.
-      this.opts.log.warn({ url: this.url }, "OpenCode health check failed; reconnecting");
+    if (Date.now() - this.lastEventAt < silenceLimitMs) return;
+    if (!(await this.healthy(5000)) && Date.now() - this.lastEventAt >= silenceLimitMs) {
+      this.opts.log.warn({ url: this.url, silentMs: Date.now() - this.lastEventAt }, "OpenCode is silent and fails its health check; reconnecting");
       this.abort?.abort();
     }
   }
@@ -137,12 +147,13 @@ export class OpencodeConnection {
       // A server that is still starting accepts connections but may not answer them for
       // seconds: subscribe only once it answers its health check, and give up on a stream
       // that stays silent (the server sends server.connected at once).
-      const watchdog = setTimeout(() => abort.abort(), 10_000);
+      const watchdog = setTimeout(() => abort.abort(), 20_000);
       try {
-        if (!(await this.healthy(3000))) throw new Error("health check failed");
+        if (!(await this.healthy(8000))) throw new Error("health check failed");
         const { stream } = await this.client.global.event({ signal: abort.signal, sseMaxRetryAttempts: 1 });
         for await (const global of stream) {
           clearTimeout(watchdog);
+          this.lastEventAt = Date.now();
           if (this.state !== "connected") {
             if (failures > 0 || this.reconnects > 0) this.reconnects++;
             failures = 0;

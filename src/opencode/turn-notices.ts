@@ -4,6 +4,9 @@ import type { DisplayNames } from "../matrix/display-names.ts";
 import { pill } from "../matrix/format.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
 
+/** An outage shorter than this is not announced. */
+export const outageNoticeDelayMs = 3000;
+
 export interface RetrySettings {
   maxRetries: number;
   retryDelayMs: number;
@@ -20,6 +23,7 @@ export class TurnNotices {
   private readonly log: Logger;
   private readonly completionNoticeAfterMs: number;
   private outageTargets: ThreadTarget[] = [];
+  private pendingLost: NodeJS.Timeout | null = null;
 
   constructor(opts: { sender: MatrixSender; names: DisplayNames; log: Logger; completionNoticeAfterMs: number }) {
     this.sender = opts.sender;
@@ -39,16 +43,29 @@ export class TurnNotices {
       .catch((e: unknown) => this.log.warn({ err: e }, "could not post the completion notice"));
   }
 
-  /** Once per outage: the connection reports each change of state once. */
-  async serverLost(targets: ThreadTarget[], retry: RetrySettings): Promise<void> {
-    this.outageTargets = targets;
-    const text =
-      `⚠️ Lost the connection to the OpenCode server. Reconnecting (${retry.maxRetries} quick tries from ${retry.retryDelayMs} ms, ` +
-      `then every ${Math.round(retry.healthCheckIntervalMs / 1000)} s); this reply will be finished when it is back.`;
-    await this.postAll(targets, text);
+  /**
+   * Once per outage (the connection reports each change of state once), and only if it lasts:
+   * a stream that is back within `outageNoticeDelayMs` is nobody's news, and at scale two false
+   * alarms per thread would load the homeserver at its busiest moment.
+   */
+  serverLost(targets: ThreadTarget[], retry: RetrySettings): void {
+    if (this.pendingLost) return;
+    this.pendingLost = setTimeout(() => {
+      this.pendingLost = null;
+      this.outageTargets = targets;
+      const text =
+        `⚠️ Lost the connection to the OpenCode server. Reconnecting (${retry.maxRetries} quick tries from ${retry.retryDelayMs} ms, ` +
+        `then every ${Math.round(retry.healthCheckIntervalMs / 1000)} s); this reply will be finished when it is back.`;
+      void this.postAll(targets, text);
+    }, outageNoticeDelayMs);
   }
 
   async serverBack(): Promise<void> {
+    if (this.pendingLost) {
+      clearTimeout(this.pendingLost);
+      this.pendingLost = null;
+      return;
+    }
     const told = this.outageTargets;
     this.outageTargets = [];
     await this.postAll(told, "✅ Reconnected to the OpenCode server.");

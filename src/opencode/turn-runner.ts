@@ -224,7 +224,8 @@ export class TurnRunner {
       if (turn.sawBusy) void this.finish(turn);
       return;
     }
-    if (event.type === "message.updated" && event.properties.info.role === "assistant") turn.sawBusy = true;
+    // Any output of the turn shows that the work started, even if the busy status was missed.
+    if ((event.type === "message.updated" && event.properties.info.role === "assistant") || event.type === "message.part.delta") turn.sawBusy = true;
     if (turn.view.apply(event)) turn.live.update(turn.view.render({ final: false, durationMs: Date.now() - turn.row.startedAt }));
   }
 
@@ -271,6 +272,17 @@ export class TurnRunner {
     const res = await this.d.conn.client.session.messages({ sessionID: turn.row.sessionId, directory: turn.directory });
     turn.view.load((res.data ?? []) as Array<{ info: Message; parts: Part[] }>);
     turn.live.update(turn.view.render({ final: false, durationMs: Date.now() - turn.row.startedAt }));
+  }
+
+  /** Finishes a turn whose session is idle if its prompt was answered (or it saw the work start). */
+  private async finishIfAnswered(turn: ActiveTurn): Promise<void> {
+    if (turn.sawBusy) return this.finish(turn);
+    const res = await this.d.conn.client.session.messages({ sessionID: turn.row.sessionId, directory: turn.directory }).catch(() => undefined);
+    const messages = (res?.data ?? []) as Array<{ info: Message; parts: Part[] }>;
+    const answered = messages.some(
+      (m) => m.info.role === "assistant" && m.info.parentID === turn.row.promptMessageId && (m.info.time.completed !== undefined || m.info.error !== undefined),
+    );
+    if (answered) await this.finish(turn);
   }
 
   /** The session went idle: render the final state from the server's own record of the turn. */
@@ -356,16 +368,19 @@ export class TurnRunner {
         await this.finish(turn);
       }
     }
-    for (const turn of [...this.active.values()]) {
-      if (turn.sawBusy && !turn.finishing && statuses[turn.row.sessionId]?.type !== "busy") await this.finish(turn);
-    }
+    // Turns whose end fell into a gap of the event stream. Their busy may have fallen into it
+    // too, so each idle session is asked whether our prompt has an answer; a few at a time,
+    // since after an outage there may be hundreds.
+    const idle = [...this.active.values()].filter((t) => !t.finishing && statuses[t.row.sessionId]?.type !== "busy");
+    for (const t of this.active.values()) if (statuses[t.row.sessionId]?.type === "busy") t.sawBusy = true;
+    for (let i = 0; i < idle.length; i += 8) await Promise.all(idle.slice(i, i + 8).map((t) => this.finishIfAnswered(t)));
     // Prompts queued before a restart whose turn is over: the next one goes now.
     for (const sessionId of this.queue.sessions()) await this.sendNext(sessionId);
   }
 
   /** Tells the threads with a turn in flight that the OpenCode server went away, and again when it is back. */
   async onConnectionState(state: "connecting" | "connected" | "disconnected", retry: RetrySettings): Promise<void> {
-    if (state === "disconnected") await this.notices.serverLost(this.activeTargets(), retry);
+    if (state === "disconnected") this.notices.serverLost(this.activeTargets(), retry);
     if (state === "connected") await this.notices.serverBack();
   }
 

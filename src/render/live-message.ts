@@ -86,6 +86,9 @@ export class LiveMessage {
     const run = async (): Promise<void> => {
       const wait = this.blockedUntil - Date.now();
       if (final && wait > 0) await new Promise((r) => setTimeout(r, wait));
+      // The window counts from when a send starts, so edits come once per window, not once per
+      // window plus the homeserver's answer time.
+      this.lastSendAt = Date.now();
       try {
         await this.post(text);
         this.sent = text;
@@ -98,7 +101,6 @@ export class LiveMessage {
           this.blockedUntil = Date.now() + Math.min(this.opts.windowMs * 2, 5000);
         }
       } finally {
-        this.lastSendAt = Date.now();
         this.inFlight = null;
       }
       if (!final) this.schedule();

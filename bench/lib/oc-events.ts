@@ -1,0 +1,103 @@
+// The benchmark's own subscription to OpenCode's global event stream: when each text delta
+// was emitted (as seen by a second subscriber next to the bot) and when each session went idle.
+import { createOpencodeClient, type Event } from "@opencode-ai/sdk/v2";
+
+export interface DeltaMark {
+  /** performance.now() in the benchmark process when the delta arrived. */
+  at: number;
+  /** Length of the part's text including this delta. */
+  length: number;
+}
+
+export interface PartRecord {
+  sessionId: string;
+  messageId: string;
+  partId: string;
+  field: string;
+  text: string;
+  deltas: DeltaMark[];
+}
+
+export interface SessionMarks {
+  busyAt?: number;
+  /** First idle after the session was busy. */
+  idleAt?: number;
+}
+
+export class OpencodeEventRecorder {
+  readonly parts = new Map<string, PartRecord>();
+  readonly sessions = new Map<string, SessionMarks>();
+  events = 0;
+  private readonly abort = new AbortController();
+  private loop: Promise<void> | undefined;
+  private connected: Promise<void>;
+  private onConnected: () => void = () => {};
+
+  private readonly url: string;
+  private readonly directory: string;
+
+  constructor(url: string, directory: string) {
+    this.url = url;
+    this.directory = directory;
+    this.connected = new Promise((r) => (this.onConnected = r));
+  }
+
+  async start(): Promise<void> {
+    const client = createOpencodeClient({ baseUrl: this.url, directory: this.directory });
+    const { stream } = await client.global.event({ signal: this.abort.signal, sseMaxRetryAttempts: 1 });
+    this.loop = (async () => {
+      try {
+        for await (const g of stream) {
+          this.onConnected();
+          const event = (g as { payload?: Event }).payload;
+          if (event) this.apply(event, performance.now());
+        }
+      } catch (err) {
+        if (!this.abort.signal.aborted) throw err;
+      }
+    })();
+    await Promise.race([this.connected, this.loop]);
+  }
+
+  private session(id: string): SessionMarks {
+    let s = this.sessions.get(id);
+    if (!s) this.sessions.set(id, (s = {}));
+    return s;
+  }
+
+  private apply(event: Event, at: number): void {
+    this.events++;
+    switch (event.type) {
+      case "message.part.delta": {
+        const { sessionID, messageID, partID, field, delta } = event.properties;
+        let p = this.parts.get(partID);
+        if (!p) this.parts.set(partID, (p = { sessionId: sessionID, messageId: messageID, partId: partID, field, text: "", deltas: [] }));
+        p.text += delta;
+        p.deltas.push({ at, length: p.text.length });
+        return;
+      }
+      case "session.status": {
+        const s = this.session(event.properties.sessionID);
+        if (event.properties.status.type === "busy") s.busyAt ??= at;
+        else if (event.properties.status.type === "idle" && s.busyAt !== undefined) s.idleAt ??= at;
+        return;
+      }
+      case "session.idle": {
+        const s = this.session(event.properties.sessionID);
+        if (s.busyAt !== undefined) s.idleAt ??= at;
+        return;
+      }
+      default:
+    }
+  }
+
+  /** Text parts of a session, in the order they started. */
+  partsOf(sessionId: string): PartRecord[] {
+    return [...this.parts.values()].filter((p) => p.sessionId === sessionId && p.field === "text");
+  }
+
+  async stop(): Promise<void> {
+    this.abort.abort();
+    await this.loop?.catch(() => undefined);
+  }
+}
