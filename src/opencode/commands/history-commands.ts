@@ -32,14 +32,19 @@ function promptPreview(entry: Entry | undefined): string {
   return text.length > 60 ? `${text.slice(0, 57)}…` : text;
 }
 
-async function load(oc: OpencodeBackend, ctx: CommandContext): Promise<{ directory: string; messages: Entry[] } | undefined> {
-  const t = ctx.thread!;
-  if (oc.runner.isBusy(t.sessionId)) {
+/** Refuses while a turn runs (reverting under a working agent would fight it); else the thread's directory. */
+async function idleDirectory(oc: OpencodeBackend, ctx: CommandContext): Promise<string | undefined> {
+  if (oc.runner.isBusy(ctx.thread!.sessionId)) {
     await ctx.reply(`A turn is running in this session. Wait for it to end, or stop it with \`${oc.prefix} abort\`, then try again.`);
     return undefined;
   }
-  const directory = oc.threadDirectory(t);
-  const res = await oc.conn.client.session.messages({ sessionID: t.sessionId, directory });
+  return oc.threadDirectory(ctx.thread!);
+}
+
+async function load(oc: OpencodeBackend, ctx: CommandContext): Promise<{ directory: string; messages: Entry[] } | undefined> {
+  const directory = await idleDirectory(oc, ctx);
+  if (directory === undefined) return undefined;
+  const res = await oc.conn.client.session.messages({ sessionID: ctx.thread!.sessionId, directory });
   if (res.error !== undefined) throw new Error(describeError(res.error));
   return { directory, messages: (res.data ?? []) as Entry[] };
 }
@@ -120,15 +125,16 @@ export function historyCommands(oc: OpencodeBackend): CommandSpec[] {
       where: "thread",
       async run(ctx) {
         const t = ctx.thread!;
-        const loaded = await load(oc, ctx);
-        if (!loaded) return;
-        const session = (await oc.conn.client.session.get({ sessionID: t.sessionId, directory: loaded.directory })).data;
+        // Redo needs the revert point only, not the messages.
+        const directory = await idleDirectory(oc, ctx);
+        if (directory === undefined) return;
+        const session = (await oc.conn.client.session.get({ sessionID: t.sessionId, directory })).data;
         if (!session?.revert) {
           await ctx.reply("Nothing to redo in this session.");
           return;
         }
         const files = filesInDiff(session.revert.diff).map((f) => `\`${f.file}\``);
-        const res = await oc.conn.client.session.unrevert({ sessionID: t.sessionId, directory: loaded.directory });
+        const res = await oc.conn.client.session.unrevert({ sessionID: t.sessionId, directory });
         if (!res.data) throw new Error(describeError(res.error));
         await ctx.reply(`↪️ Redid what was undone. ${files.length ? `Files back as the agent left them: ${files.join(", ")}.` : "No files had changed."}`);
       },
