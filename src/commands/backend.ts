@@ -25,3 +25,9 @@ export interface AgentBackend {
   /** A message in a thread this backend owns. Returns the queue position (0 = sent now). */
   followUp(thread: ThreadRow, req: PromptRequest): Promise<{ queued: number }>;
 }
+
+/** A session's title from the prompt that started it: one line, at most 60 characters. */
+export function titleFrom(text: string, fallback = "Matrix session"): string {
+  const line = text.replace(/\s+/g, " ").trim();
+  return line.length > 60 ? `${line.slice(0, 57)}…` : line || fallback;
+}

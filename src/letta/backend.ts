@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { AgentBackend, PromptRequest } from "../commands/backend.ts";
+import { titleFrom, type AgentBackend, type PromptRequest } from "../commands/backend.ts";
 import type { CommandSpec } from "../commands/types.ts";
 import type { Logger } from "../log.ts";
 import { threadMessage, type ThreadTarget } from "../matrix/content.ts";
@@ -36,10 +36,6 @@ export interface LettaBackendDeps {
   completionNoticeAfterMs: number;
 }
 
-export const titleFrom = (text: string): string => {
-  const line = text.replace(/\s+/g, " ").trim();
-  return line.length > 60 ? `${line.slice(0, 57)}…` : line || "Letta conversation";
-};
 
 /** Thrown when a room has no agent to talk to; the message is the answer. */
 class NoAgent extends Error {
@@ -117,7 +113,7 @@ export class LettaBackend implements AgentBackend {
         rootEventId: root,
         backend: "letta",
         sessionId: agent.id,
-        title: titleFrom(req.text),
+        title: titleFrom(req.text, "Letta conversation"),
         startedBy: req.sender,
         agent: agent.name,
       });

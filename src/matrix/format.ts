@@ -50,3 +50,7 @@ export function pill(userId: string, displayName?: string): { markdown: string }
   const label = (displayName ?? userId).replace(/[[\]]/g, "");
   return { markdown: `[${label}](https://matrix.to/#/${encodeURIComponent(userId)})` };
 }
+
+/** A link that opens a thread (its root event) in any Matrix client. */
+export const threadLink = (roomId: string, eventId: string): string =>
+  `https://matrix.to/#/${encodeURIComponent(roomId)}/${encodeURIComponent(eventId)}`;

@@ -1,5 +1,5 @@
 import type { MatrixClient } from "matrix-bot-sdk";
-import type { AgentBackend, PromptRequest } from "../commands/backend.ts";
+import { titleFrom, type AgentBackend, type PromptRequest } from "../commands/backend.ts";
 import type { CommandSpec } from "../commands/types.ts";
 import type { Logger } from "../log.ts";
 import { roomMessage } from "../matrix/content.ts";
@@ -33,10 +33,6 @@ export interface OpencodeBackendDeps {
 const queueSuffix = /\s\.\s?queue$/i;
 export const stripQueueSuffix = (text: string): string => text.trimEnd().replace(queueSuffix, "").trimEnd();
 
-export const titleFrom = (text: string): string => {
-  const line = text.replace(/\s+/g, " ").trim();
-  return line.length > 60 ? `${line.slice(0, 57)}…` : line || "Matrix session";
-};
 
 /** Parses `provider/model` (the model id may itself contain slashes). */
 export function parseModel(spec: string | null | undefined): { providerID: string; modelID: string } | undefined {

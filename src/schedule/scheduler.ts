@@ -1,7 +1,8 @@
 import type { MatrixClient } from "matrix-bot-sdk";
 import type { Logger } from "../log.ts";
 import type { MessageContent } from "../matrix/content.ts";
-import { titleFrom, type OpencodeBackend } from "../opencode/backend.ts";
+import { titleFrom } from "../commands/backend.ts";
+import type { OpencodeBackend } from "../opencode/backend.ts";
 import { describeError } from "../opencode/errors.ts";
 import type { Db } from "../store/db.ts";
 import type { ThreadRow, ThreadStore } from "../store/threads.ts";

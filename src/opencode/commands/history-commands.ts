@@ -1,10 +1,9 @@
 import type { Message, Part } from "@opencode-ai/sdk/v2";
 import { UsageError, type CommandContext, type CommandSpec } from "../../commands/types.ts";
+import { threadLink } from "../../matrix/format.ts";
 import type { OpencodeBackend } from "../backend.ts";
 import { describeError } from "../errors.ts";
 
-export const threadLink = (roomId: string, eventId: string): string =>
-  `https://matrix.to/#/${encodeURIComponent(roomId)}/${encodeURIComponent(eventId)}`;
 
 type Entry = { info: Message; parts: Part[] };
 

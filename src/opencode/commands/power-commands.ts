@@ -2,10 +2,10 @@ import type { Command } from "@opencode-ai/sdk/v2";
 import { slashCommand } from "../../commands/parse.ts";
 import { UsageError, type CommandContext, type CommandSpec } from "../../commands/types.ts";
 import type { OpencodeBackend } from "../backend.ts";
-import { titleFrom } from "../backend.ts";
+import { titleFrom } from "../../commands/backend.ts";
 import { describeError } from "../errors.ts";
 import type { QueuedPrompt } from "../prompt-queue.ts";
-import { threadLink } from "./history-commands.ts";
+import { threadLink } from "../../matrix/format.ts";
 
 const cut = (text: string, max: number): string => {
   const line = text.replace(/\s+/g, " ").trim();

@@ -2,7 +2,7 @@ import { UsageError, type CommandSpec } from "../../commands/types.ts";
 import { ScheduleStore, type ScheduledPrompt } from "../../schedule/store.ts";
 import { formatTime } from "../../schedule/when.ts";
 import type { OpencodeBackend } from "../backend.ts";
-import { threadLink } from "./history-commands.ts";
+import { threadLink } from "../../matrix/format.ts";
 
 const cut = (text: string, max: number): string => {
   const line = text.replace(/\s+/g, " ").trim();

@@ -1,7 +1,8 @@
 import type { Session } from "@opencode-ai/sdk/v2";
 import { UsageError, type CommandContext, type CommandSpec, echo } from "../../commands/types.ts";
 import type { OpencodeBackend } from "../backend.ts";
-import { titleFrom } from "../backend.ts";
+import { threadLink } from "../../matrix/format.ts";
+import { titleFrom } from "../../commands/backend.ts";
 import { describeError } from "../errors.ts";
 
 const ago = (ms: number): string => {
@@ -12,8 +13,6 @@ const ago = (ms: number): string => {
   return `${Math.round(s / 86400)} d ago`;
 };
 
-const threadLink = (roomId: string, eventId: string): string =>
-  `https://matrix.to/#/${encodeURIComponent(roomId)}/${encodeURIComponent(eventId)}`;
 
 async function getSession(oc: OpencodeBackend, id: string, directory: string): Promise<Session | undefined> {
   const res = await oc.conn.client.session.get({ sessionID: id, directory });
