@@ -324,14 +324,38 @@ function lettaBaseEnv(home: string): NodeJS.ProcessEnv {
   };
 }
 
+/**
+ * As root, PostgreSQL runs as another user, who cannot enter a checkout inside a private (0700)
+ * directory such as `mktemp -d` or /root: initdb then fails to load its own libpq. In that case
+ * PostgreSQL's files and the database template live in a world-traversable directory of their own.
+ */
+function pgReachable(inst: LettaInstall, cacheDir: string, user: PgUser | undefined, log: Log): { inst: LettaInstall; pgCacheDir: string } {
+  if (!user) return { inst, pgCacheDir: cacheDir };
+  const [cmd, args] = asUser(user, path.join(inst.pgBin, "postgres"), ["--version"]);
+  if (spawnSync(cmd, args, { stdio: "ignore" }).status === 0) return { inst, pgCacheDir: cacheDir };
+  const shared = path.join(os.tmpdir(), `matrix-agent-bot-${INSTALL_KEY}-pg-${user.uid}`);
+  const pgBin = path.join(shared, "pginstall", "bin");
+  const marker = path.join(shared, ".copied");
+  if (!fs.existsSync(marker)) {
+    log(`the ${user.name} user cannot reach ${inst.pgBin} (private directory); copying PostgreSQL to ${shared}`);
+    fs.rmSync(shared, { recursive: true, force: true });
+    fs.mkdirSync(shared, { recursive: true, mode: 0o755 });
+    fs.chmodSync(shared, 0o755);
+    fs.cpSync(path.dirname(inst.pgBin), path.join(shared, "pginstall"), { recursive: true });
+    run("chmod", ["-R", "a+rX", path.join(shared, "pginstall")], { log: noop, what: "chmod" });
+    fs.writeFileSync(marker, "ok\n");
+  }
+  return { inst: { ...inst, pgBin }, pgCacheDir: shared };
+}
+
 export async function startLettaServer(opts: LettaServerOptions): Promise<LettaServer> {
   const log = opts.log ?? noop;
   const cacheDir = path.resolve(opts.cacheDir);
   const workDir = path.resolve(opts.workDir);
   fs.mkdirSync(workDir, { recursive: true });
-  const inst = await ensureLettaInstalled(cacheDir, log);
   const user = pgRunAs();
-  const tpl = await ensurePgTemplate(cacheDir, inst, user, log);
+  const { inst, pgCacheDir } = pgReachable(await ensureLettaInstalled(cacheDir, log), cacheDir, user, log);
+  const tpl = await ensurePgTemplate(pgCacheDir, inst, user, log);
 
   // PostgreSQL's data lives in its own world-traversable temp dir (workDir may sit under a 0700 mkdtemp).
   const pgRoot = fs.mkdtempSync(path.join(os.tmpdir(), "letta-pg-"));
