@@ -1,6 +1,6 @@
-import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import type { Db } from "../store/db.ts";
+import { commonGitDir, git, unsafeConfig, type GitResult } from "./safe-git.ts";
 
 export interface WorktreeRow {
   roomId: string;
@@ -63,23 +63,6 @@ export class WorktreeStore {
   }
 }
 
-interface GitResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs git without a shell; a non-zero exit is a result, not an exception. */
-export function git(cwd: string, args: string[]): Promise<GitResult> {
-  return new Promise((resolve, reject) => {
-    execFile("git", args, { cwd, maxBuffer: 8 * 1024 * 1024, env: { ...process.env, GIT_TERMINAL_PROMPT: "0", LC_ALL: "C" } }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : -1) : 0;
-      if (code === -1) reject(err as Error);
-      else resolve({ code, stdout: stdout.trim(), stderr: stderr.trim() });
-    });
-  });
-}
-
 /** `-c user.name=… -c user.email=…` when the repository has no identity (commits would fail). */
 async function identity(cwd: string): Promise<string[]> {
   const email = await git(cwd, ["config", "user.email"]);
@@ -103,19 +86,46 @@ async function defaultBranch(projectDir: string): Promise<{ want: string | undef
 }
 
 /**
+ * Why git must not run in the project or the worktree (see safe-git.ts), or undefined. The
+ * worktree's `.git` file is the agent's to write: it must still lead to the project's repository.
+ */
+async function unsafeRepositories(w: WorktreeRow, worktreeExists: boolean): Promise<string | undefined> {
+  const project = await commonGitDir(w.projectDir);
+  if (!project) return `\`${w.projectDir}\` is not a git repository`;
+  if (worktreeExists && (await commonGitDir(w.directory)) !== project) {
+    return `the worktree \`${w.directory}\` no longer belongs to the repository of \`${w.projectDir}\` (its \`.git\` file was changed)`;
+  }
+  return (await unsafeConfig(w.projectDir)) ?? (worktreeExists ? await unsafeConfig(w.directory) : undefined);
+}
+
+/**
+ * `git add -A`, leaving out tracked nested repositories: staging one runs `git status` inside it,
+ * under a config nobody checked. A session's changes to a submodule's commit stay uncommitted.
+ */
+async function stageAll(dir: string): Promise<GitResult> {
+  const index = await git(dir, ["ls-files", "--stage", "-z"]);
+  if (index.code !== 0) return index;
+  const nested = index.stdout.split("\0").filter((e) => e.startsWith("160000 ")).map((e) => `:(exclude,literal)${e.slice(e.indexOf("\t") + 1)}`);
+  return git(dir, ["add", "-A", "--", ".", ...nested]);
+}
+
+/**
  * Commits what the session left uncommitted in the worktree, then merges its branch into the
  * default branch of the project (a merge commit). On conflicts the merge is aborted, so the
  * project is left as it was, and the conflicting files are reported.
  */
 export async function mergeWorktree(w: WorktreeRow, message: string): Promise<MergeResult> {
+  const worktreeExists = existsSync(w.directory);
+  const unsafe = await unsafeRepositories(w, worktreeExists);
+  if (unsafe) return { kind: "refused", into: undefined, reason: unsafe };
   const { want, current } = await defaultBranch(w.projectDir);
   if (!want || !current) return { kind: "refused", into: undefined, reason: `the project \`${w.projectDir}\` has no branch checked out (detached HEAD)` };
   if (want !== current) return { kind: "refused", into: want, reason: `the project has \`${current}\` checked out, not its default branch \`${want}\`` };
   let committed = false;
-  if (existsSync(w.directory)) {
+  if (worktreeExists) {
     const status = await git(w.directory, ["status", "--porcelain"]);
     if (status.code === 0 && status.stdout) {
-      const add = await git(w.directory, ["add", "-A"]);
+      const add = await stageAll(w.directory);
       const commit = add.code === 0 ? await git(w.directory, [...(await identity(w.directory)), "commit", "-q", "-m", message]) : add;
       if (commit.code !== 0) return { kind: "refused", into: want, reason: `committing the worktree's changes failed: ${firstLines(commit.stderr || commit.stdout)}` };
       committed = true;
@@ -124,13 +134,13 @@ export async function mergeWorktree(w: WorktreeRow, message: string): Promise<Me
   const ahead = await git(w.projectDir, ["rev-list", "--count", `${want}..${w.branch}`]);
   if (ahead.code !== 0) return { kind: "refused", into: want, reason: firstLines(ahead.stderr) };
   if (ahead.stdout === "0") return { kind: "nothing", into: want };
-  const merge = await git(w.projectDir, [...(await identity(w.projectDir)), "merge", "--no-ff", "--no-edit", "-m", `Merge branch '${w.branch}' (${w.name})`, w.branch]);
+  const merge = await git(w.projectDir, [...(await identity(w.projectDir)), "merge", "--no-ff", "--no-edit", "--no-stat", "-m", `Merge branch '${w.branch}' (${w.name})`, w.branch]);
   if (merge.code === 0) {
     const commit = await git(w.projectDir, ["rev-parse", "--short", "HEAD"]);
-    const files = await git(w.projectDir, ["diff", "--name-status", "HEAD^1", "HEAD"]);
+    const files = await git(w.projectDir, ["diff", "--no-ext-diff", "--no-textconv", "--name-status", "HEAD^1", "HEAD"]);
     return { kind: "merged", into: want, commit: commit.stdout, files: files.stdout ? files.stdout.split("\n") : [], committed };
   }
-  const unmerged = await git(w.projectDir, ["diff", "--name-only", "--diff-filter=U"]);
+  const unmerged = await git(w.projectDir, ["diff", "--no-ext-diff", "--no-textconv", "--name-only", "--diff-filter=U"]);
   const inMerge = (await git(w.projectDir, ["rev-parse", "-q", "--verify", "MERGE_HEAD"])).code === 0;
   if (inMerge) await git(w.projectDir, ["merge", "--abort"]);
   if (unmerged.stdout) return { kind: "conflict", into: want, files: unmerged.stdout.split("\n") };
