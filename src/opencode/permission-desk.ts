@@ -1,13 +1,14 @@
 import type { Event } from "@opencode-ai/sdk/v2";
 import type { Logger } from "../log.ts";
-import { editMessage, threadMessage } from "../matrix/content.ts";
+import { editMessage, threadMessage, type ThreadTarget } from "../matrix/content.ts";
 import type { DisplayNames } from "../matrix/display-names.ts";
 import { pill } from "../matrix/format.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
-import type { PermissionRow, PermissionStore } from "../store/permissions.ts";
+import type { PermissionRow, PermissionStore, PermissionSubject } from "../store/permissions.ts";
 import type { ThreadStore } from "../store/threads.ts";
 import type { OpencodeConnection } from "./connection.ts";
 import { describeError } from "./errors.ts";
+import { type AskedRequest, askText, attachmentOf, outcomeText, subjectOf, withPlainBody } from "./permission-text.ts";
 
 export type PermissionReply = "once" | "always" | "reject";
 
@@ -20,19 +21,15 @@ export function replyForReaction(key: string): PermissionReply | undefined {
   return reactionReplies[key.trim()];
 }
 
-const outcomeText: Record<PermissionReply | "expired", string> = {
+const outcomeLabel: Record<PermissionReply | "expired", string> = {
   once: "✅ allowed once",
   always: "♾️ allowed always",
   reject: "❌ rejected",
   expired: "⌛ no longer pending",
 };
 
-interface AskedEvent {
-  id: string;
+interface AskedEvent extends AskedRequest {
   sessionID: string;
-  permission: string;
-  patterns?: string[];
-  metadata?: Record<string, unknown>;
 }
 
 /**
@@ -88,24 +85,39 @@ export class PermissionDesk {
     if (!thread) return; // a session without a thread: the notify plugin covers those
     const who = this.prompter(req.sessionID) ?? thread.startedBy;
     const whoName = await this.names.get(thread.roomId, who);
-    const summary = describeRequest(req);
-    if (!this.store.add({ requestId: req.id, sessionId: req.sessionID, roomId: thread.roomId, rootEventId: thread.rootEventId, summary, askedOf: [who] })) return;
-    const p = this.prefix;
-    const text =
-      `🔐 **Permission needed** — ${pill(who, whoName).markdown}: OpenCode wants to ${summary}.\n\n` +
-      `React ✅ allow once · ♾️ allow always · ❌ reject — or write \`${p} allow\`, \`${p} allow always\`, \`${p} deny [reason]\` in this thread.`;
+    const subject = subjectOf(req);
+    const summary = `use ${subject.permission}`;
+    if (!this.store.add({ requestId: req.id, sessionId: req.sessionID, roomId: thread.roomId, rootEventId: thread.rootEventId, summary, subject, askedOf: [who] })) return;
+    const text = askText(subject, req.id, { markdown: pill(who, whoName).markdown, name: whoName }, this.prefix);
     const target = { roomId: thread.roomId, threadRoot: thread.rootEventId, replyTo: thread.rootEventId };
-    const eventId = await this.sender.send(thread.roomId, threadMessage(target, text, { mentions: [who] }));
+    const eventId = await this.sender.send(thread.roomId, withPlainBody(threadMessage(target, text.markdown, { mentions: [who] }), text.plain));
     this.store.setMessage(req.id, eventId);
+    await this.attachWhole(subject, req.id, { ...target, replyTo: eventId });
     // One tap on a phone: the answers are already there to click.
     for (const key of ["✅", "♾️", "❌"]) await this.sender.react(thread.roomId, eventId, key);
   }
 
-  /** A reaction on one of our permission messages. Returns false if it was not one. */
-  async onReaction(messageEventId: string, key: string, by: string): Promise<boolean> {
+  /** A request too long to show whole: all of it as a file, right under the message that says so. */
+  private async attachWhole(subject: PermissionSubject, requestId: string, target: ThreadTarget): Promise<void> {
+    const file = attachmentOf(subject, requestId);
+    if (!file) return;
+    try {
+      await this.sender.sendFile(target, Buffer.from(file.text, "utf8"), file.name, "text/plain");
+    } catch (err) {
+      this.log.warn({ err, requestId }, "could not attach the whole permission request");
+      const note = `⚠️ \`${file.name}\` could not be attached: the message above shows only the start of what is asked. Reject it unless you know the rest.`;
+      await this.sender.send(target.roomId, threadMessage(target, note, { notice: true })).catch(() => undefined);
+    }
+  }
+
+  /**
+   * A reaction on one of our permission messages. Returns false if it was not one. It counts
+   * only in the request's own room: a reaction can point at an event id of any room.
+   */
+  async onReaction(roomId: string, messageEventId: string, key: string, by: string): Promise<boolean> {
     const row = this.store.byMessage(messageEventId);
     const reply = replyForReaction(key);
-    if (!row || !reply || row.status !== "pending") return false;
+    if (!row || row.roomId !== roomId || !reply || row.status !== "pending") return false;
     await this.answer(row, reply, by);
     return true;
   }
@@ -143,16 +155,12 @@ export class PermissionDesk {
 
   private async showOutcome(row: PermissionRow, outcome: PermissionReply | "expired", by: string | null, reason?: string): Promise<void> {
     if (!row.messageEventId) return;
-    const who = by ? ` by ${pill(by, await this.names.get(row.roomId, by)).markdown}` : outcome === "expired" ? "" : " outside Matrix";
     const why = reason ? ` — “${reason}”` : "";
-    const text = `🔐 OpenCode asked to ${row.summary} — **${outcomeText[outcome]}**${who}${why}.`;
-    await this.sender.send(row.roomId, editMessage(row.messageEventId, text, {})).catch((err: unknown) => this.log.warn({ err }, "could not update the permission message"));
+    const nobody = `${outcome === "expired" ? "" : " outside Matrix"}${why}`;
+    const name = by === null ? undefined : await this.names.get(row.roomId, by);
+    const after = by === null || name === undefined ? { markdown: nobody, plain: nobody } : { markdown: ` by ${pill(by, name).markdown}${why}`, plain: ` by ${name}${why}` };
+    const text = outcomeText(row, outcomeLabel[outcome], after);
+    await this.sender.send(row.roomId, withPlainBody(editMessage(row.messageEventId, text.markdown, {}), text.plain)).catch((err: unknown) => this.log.warn({ err }, "could not update the permission message"));
   }
 }
 
-function describeRequest(req: AskedEvent): string {
-  const command = typeof req.metadata?.command === "string" ? req.metadata.command : undefined;
-  const what = command ?? (req.patterns ?? []).join(", ");
-  const code = what ? ` \`${what.replace(/`/g, "'").slice(0, 200)}\`` : "";
-  return `use **${req.permission}**${code}`;
-}

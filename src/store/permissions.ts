@@ -2,13 +2,22 @@ import type { Db } from "./db.ts";
 
 export type PermissionStatus = "pending" | "once" | "always" | "reject" | "expired";
 
+/** What a request asks, kept as OpenCode sent it. */
+export type PermissionSubject =
+  | { permission: string; command: string }
+  /** Patterns, file paths or URLs: one per line when shown. */
+  | { permission: string; items: string[] };
+
 export interface PermissionRow {
   requestId: string;
   sessionId: string;
   roomId: string;
   rootEventId: string;
   messageEventId: string | null;
+  /** A short line; what old rows (without a subject) show. */
   summary: string;
+  /** What is asked, whole; null for rows from before it was stored. */
+  subject: PermissionSubject | null;
   askedOf: string[];
   status: PermissionStatus;
   decidedBy: string | null;
@@ -21,9 +30,24 @@ interface Raw {
   root_event_id: string;
   message_event_id: string | null;
   summary: string;
+  subject_json: string | null;
   asked_of: string;
   status: PermissionStatus;
   decided_by: string | null;
+}
+
+/** The stored subject; null for rows from before it was stored (and for anything unreadable). */
+function parseSubject(json: string | null): PermissionSubject | null {
+  if (json === null) return null;
+  try {
+    const v = JSON.parse(json) as { permission?: unknown; command?: unknown; items?: unknown };
+    if (typeof v.permission !== "string") return null;
+    if (typeof v.command === "string") return { permission: v.permission, command: v.command };
+    if (Array.isArray(v.items) && v.items.every((i) => typeof i === "string")) return { permission: v.permission, items: v.items as string[] };
+  } catch {
+    // not JSON: treated like an old row
+  }
+  return null;
 }
 
 const toRow = (r: Raw): PermissionRow => ({
@@ -33,6 +57,7 @@ const toRow = (r: Raw): PermissionRow => ({
   rootEventId: r.root_event_id,
   messageEventId: r.message_event_id,
   summary: r.summary,
+  subject: parseSubject(r.subject_json),
   askedOf: JSON.parse(r.asked_of) as string[],
   status: r.status,
   decidedBy: r.decided_by,
@@ -51,10 +76,10 @@ export class PermissionStore {
     return (
       this.db
         .prepare(
-          `INSERT OR IGNORE INTO permissions (request_id, session_id, room_id, root_event_id, summary, asked_of, status, asked_at)
-           VALUES (?, ?, ?, ?, ?, ?, 'pending', ?)`,
+          `INSERT OR IGNORE INTO permissions (request_id, session_id, room_id, root_event_id, summary, subject_json, asked_of, status, asked_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)`,
         )
-        .run(p.requestId, p.sessionId, p.roomId, p.rootEventId, p.summary, JSON.stringify(p.askedOf), Date.now()).changes > 0
+        .run(p.requestId, p.sessionId, p.roomId, p.rootEventId, p.summary, p.subject && JSON.stringify(p.subject), JSON.stringify(p.askedOf), Date.now()).changes > 0
     );
   }
 

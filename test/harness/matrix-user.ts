@@ -223,6 +223,17 @@ export class MatrixTestUser {
     return res.content_uri;
   }
 
+  /** The bytes of an mxc:// URI, through the authenticated media API as a client downloads them. */
+  async downloadFile(mxc: string): Promise<Buffer> {
+    const m = /^mxc:\/\/([^/]+)\/([^/?#]+)$/.exec(mxc);
+    if (!m) throw new Error(`not an mxc URI: ${mxc}`);
+    const res = await fetch(`${this.#baseUrl}/_matrix/client/v1/media/download/${enc(m[1] ?? "")}/${enc(m[2] ?? "")}`, {
+      headers: { authorization: `Bearer ${this.#token}` },
+    });
+    if (!res.ok) throw new Error(`download of ${mxc} failed: HTTP ${res.status} ${await res.text()}`);
+    return Buffer.from(await res.arrayBuffer());
+  }
+
   async getEvent(roomId: string, eventId: string): Promise<MatrixEvent> {
     return this.#request<MatrixEvent>("GET", `/_matrix/client/v3/rooms/${enc(roomId)}/event/${enc(eventId)}`);
   }
