@@ -6,7 +6,7 @@ export function helpText(backend: AgentBackend): string {
   const line = (usage: string, summary: string): string => `- \`${usage}\` — ${summary}`;
   const commands = backend.commands.map((c) => {
     const where = c.where === "thread" ? " _(in a session thread)_" : c.where === "room" ? " _(top level)_" : "";
-    const mod = c.moderator ? " _(moderators)_" : "";
+    const mod = c.rights === "moderator" ? " _(moderators)_" : c.rights === "admin" ? " _(operators)_" : "";
     return line(`${p} ${c.name}${c.args ? ` ${c.args}` : ""}`, `${c.summary}${where}${mod}`);
   });
   return [

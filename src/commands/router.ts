@@ -41,7 +41,7 @@ export class CommandRouter {
     if (msg.sender === this.d.botUserId || msg.isEdit) return;
     if (msg.msgtype === "m.reaction") {
       // Reactions only matter on permission requests, and only from people who may decide.
-      if (msg.reactsTo && this.d.access.isAllowed(msg.sender)) await this.d.services.permissions.onReaction(msg.reactsTo, msg.body, msg.sender);
+      if (msg.reactsTo && this.d.access.isAllowed(msg.sender)) await this.d.services.permissions.onReaction(msg.roomId, msg.reactsTo, msg.body, msg.sender);
       return;
     }
     // Notices are what bots send: answering them is how two bots loop forever.
@@ -86,7 +86,15 @@ export class CommandRouter {
         return;
       case "command": {
         const spec = backend.commands.find((c) => c.name === command.name || c.aliases?.includes(command.name)) as CommandSpec;
-        await this.runCommand(spec, backend, { msg, args: command.args, thread: own, root, reply, services: { ...this.d.services, prefix: backend.prefix } });
+        await this.runCommand(spec, backend, {
+          msg,
+          args: command.args,
+          thread: own,
+          root,
+          reply,
+          services: { ...this.d.services, prefix: backend.prefix },
+          senderIsAdmin: this.d.access.isAdmin(msg.sender),
+        });
         return;
       }
     }
@@ -110,7 +118,12 @@ export class CommandRouter {
       await ctx.reply(`${usage} works at the top level of the room, not inside a thread.`);
       return;
     }
-    if (spec.moderator && (await userPowerLevel(this.d.client, ctx.msg.roomId, ctx.msg.sender)) < moderatorLevel) {
+    if (spec.rights === "admin" && !ctx.senderIsAdmin) {
+      const none = this.d.access.hasAdmins ? "" : ", and none are configured";
+      await ctx.reply(`${usage} is for the bot's operators (access.admins)${none}.`);
+      return;
+    }
+    if (spec.rights === "moderator" && (await userPowerLevel(this.d.client, ctx.msg.roomId, ctx.msg.sender)) < moderatorLevel) {
       await ctx.reply(`${usage} needs room moderator rights (power level ≥ ${moderatorLevel}).`);
       return;
     }

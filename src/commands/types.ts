@@ -32,7 +32,11 @@ export interface CommandContext {
   root: string;
   reply(markdown: string, opts?: ComposeOptions): Promise<string>;
   services: CommandServices;
+  /** The sender is one of the bot's operators (access.admins), for operator-only variants of a command. */
+  senderIsAdmin: boolean;
 }
+
+export type Rights = "user" | "moderator" | "admin";
 
 export interface CommandSpec {
   name: string;
@@ -42,8 +46,12 @@ export interface CommandSpec {
   summary: string;
   /** "thread": needs a session thread; "room": top level only; "any": both (meaning differs). */
   where: "thread" | "room" | "any";
-  /** Needs power level ≥ 50 in the room. */
-  moderator?: boolean;
+  /**
+   * Who may run it, beyond being an allowed user (default "user"): "moderator" needs power
+   * level ≥ 50 in the room (room affairs); "admin" needs to be in access.admins (what every
+   * room shares: the power levels of a room its creator controls say nothing about that).
+   */
+  rights?: Rights;
   run(ctx: CommandContext): Promise<void>;
 }
 

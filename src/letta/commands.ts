@@ -10,6 +10,9 @@ export function lettaCommands(letta: LettaBackend): CommandSpec[] {
   const api = (): LettaBackend["api"] => letta.api;
   const failed = (err: unknown): Error => new Error(describeLettaError(err, api().baseUrl));
 
+  const usedElsewhere = (agentId: string, roomId: string): boolean =>
+    [...letta.d.rooms.roomsWith(agentId), ...letta.d.threads.bySession("letta", agentId).map((t) => t.roomId)].some((r) => r !== roomId);
+
   const agents: CommandSpec = {
     name: "agents",
     summary: "lists the agents on the Letta server",
@@ -33,13 +36,19 @@ export function lettaCommands(letta: LettaBackend): CommandSpec[] {
 
   const use: CommandSpec = {
     name: "use",
-    args: "<name or id>",
-    summary: "makes this room talk to that agent",
+    args: "<name or id> [share]",
+    summary: "makes this room talk to that agent (one that talks to another room: operators only, with `share`)",
     where: "room",
-    moderator: true,
+    rights: "moderator",
     async run(ctx) {
-      const ref = ctx.args.trim();
+      // An agent remembers what it was told: one that talks to another room is that room's.
+      const share = /\s+share$/i.test(ctx.args.trim());
+      const ref = ctx.args.trim().replace(/\s+share$/i, "");
       if (!ref) throw new UsageError("Name the agent.");
+      if (share && !ctx.senderIsAdmin) {
+        await ctx.reply(`\`${p} use <name or id> share\` is for the bot's operators (access.admins).`);
+        return;
+      }
       let found: AgentInfo[];
       try {
         found = await api().findAgents(ref);
@@ -55,6 +64,13 @@ export function lettaCommands(letta: LettaBackend): CommandSpec[] {
         return;
       }
       const agent = found[0] as AgentInfo;
+      if (!share && usedElsewhere(agent.id, ctx.msg.roomId)) {
+        await ctx.reply(
+          `⛔ Letta agent **${agent.name}** already talks to another room and remembers what it was told there, so this room cannot pick it. ` +
+            `The bot's operators (access.admins) can create one for this room (\`${p} new <name>\`) or share this one (\`${p} use ${ref} share\`).`,
+        );
+        return;
+      }
       letta.d.rooms.bind(ctx.msg.roomId, agent.id, agent.name, ctx.msg.sender);
       await ctx.reply(`This room now talks to Letta agent **${agent.name}** (${code(agent.id)}, ${agent.model}). Write \`${p} <message>\` to start a thread.`);
     },
@@ -63,8 +79,9 @@ export function lettaCommands(letta: LettaBackend): CommandSpec[] {
   const create: CommandSpec = {
     name: "new",
     args: "<name>",
-    summary: "creates an agent with the configured model",
+    summary: "creates an agent with the configured model, on the Letta server every room shares",
     where: "room",
+    rights: "admin",
     async run(ctx) {
       const name = ctx.args.trim();
       if (!name) throw new UsageError("Name the new agent.");

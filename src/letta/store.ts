@@ -62,6 +62,11 @@ export class LettaRoomStore {
     return r && { roomId: r.room_id, agentId: r.agent_id, agentName: r.agent_name, boundBy: r.bound_by, boundAt: r.bound_at };
   }
 
+  /** The rooms bound to an agent. */
+  roomsWith(agentId: string): string[] {
+    return (this.db.prepare("SELECT room_id FROM letta_rooms WHERE agent_id = ?").all(agentId) as Array<{ room_id: string }>).map((r) => r.room_id);
+  }
+
   bind(roomId: string, agentId: string, agentName: string, by: string, now = Date.now()): void {
     this.db
       .prepare(

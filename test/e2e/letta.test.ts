@@ -170,6 +170,7 @@ before(async () => {
       LETTA_MODEL: stack.letta.model,
       LETTA_EMBEDDING: stack.letta.embedding,
       LETTA_RETRY_DELAY_MS: "250",
+      BOT_ADMINS: "@alice-letta-*:localhost",
     },
   });
 });
@@ -201,7 +202,7 @@ describe("a Letta agent in a thread", () => {
   });
 
   test("`!letta use` binds the room (moderators only); an unknown agent gets a one-line answer", async () => {
-    assert.equal(await ask(`!letta use ${agentName}`, { as: "bob" }), "`!letta use <name or id>` needs room moderator rights (power level ≥ 50).");
+    assert.equal(await ask(`!letta use ${agentName}`, { as: "bob" }), "`!letta use <name or id> [share]` needs room moderator rights (power level ≥ 50).");
     assert.equal(env.query("SELECT * FROM letta_rooms").length, 0);
 
     assert.equal(await ask("!letta use no-such-agent"), "No Letta agent named `no-such-agent`; see `!letta agents`.");
@@ -212,6 +213,34 @@ describe("a Letta agent in a thread", () => {
     const rows = env.query<{ agent_id: string; agent_name: string; bound_by: string }>("SELECT agent_id, agent_name, bound_by FROM letta_rooms");
     assert.deepEqual(rows, [{ agent_id: agentId, agent_name: agentName, bound_by: env.users.alice.userId }]);
     assert.match(await ask("!letta agents"), new RegExp(`\\*\\*${agentName}\\*\\* · \`${agentId}\` · openai-proxy/fake-model · ← this room`));
+  });
+
+  test("an agent is its room's: `!letta new` is for operators, another room cannot pick a bound agent, an operator may share it", async () => {
+    const { alice, bob } = env.users;
+    const bobRoom = await bob.createRoom({ name: `bob's letta room ${Date.now().toString(36)}`, invite: [env.botUserId, alice.userId], powerLevelUsers: { [alice.userId]: 50 } });
+    await bob.waitForRoomEvent({ roomId: bobRoom, type: "m.room.member", match: (e) => e.state_key === env.botUserId && e.content.membership === "join", description: "the bot joining bob's room" });
+    await alice.joinRoom(bobRoom);
+    const askIn = async (user: typeof bob, body: string): Promise<string> => {
+      const id = await user.sendText(bobRoom, body);
+      const answer = await user.waitForRoomEvent({
+        roomId: bobRoom,
+        sender: env.botUserId,
+        match: (e) => (e.content["m.relates_to"] as { "m.in_reply_to"?: { event_id?: string } } | undefined)?.["m.in_reply_to"]?.event_id === id,
+        description: `the answer to ${body}`,
+      });
+      return String(answer.content.body);
+    };
+    assert.equal(await askIn(bob, "!letta new bobs-own"), "`!letta new <name>` is for the bot's operators (access.admins).");
+    assert.equal(
+      await askIn(bob, `!letta use ${agentName}`),
+      `⛔ Letta agent **${agentName}** already talks to another room and remembers what it was told there, so this room cannot pick it. ` +
+        `The bot's operators (access.admins) can create one for this room (\`!letta new <name>\`) or share this one (\`!letta use ${agentName} share\`).`,
+    );
+    assert.equal(await askIn(bob, `!letta use ${agentName} share`), "`!letta use <name or id> share` is for the bot's operators (access.admins).");
+    assert.deepEqual(env.query<{ room_id: string }>("SELECT room_id FROM letta_rooms"), [{ room_id: env.roomId }]);
+    // Alice is an operator and a moderator of bob's room: sharing needs both.
+    assert.match(await askIn(alice, `!letta use ${agentName} share`), new RegExp(`^This room now talks to Letta agent \\*\\*${agentName}\\*\\*`));
+    assert.equal(env.query("SELECT * FROM letta_rooms WHERE room_id = ?", bobRoom).length, 1);
   });
 
   test("`!letta hello there` streams the agent's answer into one threaded reply ending with the footer", async (t) => {

@@ -1,6 +1,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { closeSync, ftruncateSync, mkdirSync, openSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createOpencodeClient } from "@opencode-ai/sdk/v2";
 import { TestEnv, splitFooter, waitForFinalReply } from "./env.ts";
@@ -88,7 +89,7 @@ describe("session commands", () => {
     const r2 = await waitForFinalReply(env, root.event_id, followUp, sentAt);
     assert.match(splitFooter(r2.body).text, /^Echo: and from Matrix$/);
     assert.match(await env.ask("!oc attach ses_doesnotexist123"), /^There is no session `ses_doesnotexist123` on the OpenCode server/);
-    assert.equal(await env.ask("!oc attach not-an-id"), "`not-an-id` is not a session id (they look like `ses_…`). Usage: `!oc attach <session-id>` — map an existing session (e.g. one started in the TUI) to a new thread and stream it there.");
+    assert.equal(await env.ask("!oc attach not-an-id"), "`not-an-id` is not a session id (they look like `ses_…`). Usage: `!oc attach <session-id> [move]` — map an existing session (e.g. one started in the TUI) to a new thread and stream it there; `move` (operators) takes it from another room.");
     assert.match(await env.ask(`!oc attach ${id}`), /already has \[a thread here\]/);
   });
 
@@ -107,6 +108,28 @@ describe("session commands", () => {
     }
     assert.equal(await env.ask("!oc file nope.txt"), "No file `nope.txt` in the workspace.");
     assert.match(await env.ask("!oc file"), /^Which file\? Usage: `!oc file <path>`/);
+  });
+
+  test("file refuses a file too large with its size, and a FIFO or a link to /dev/zero at once", async () => {
+    const dir = join(env.stack.workspaceDir, "file-limits");
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    // What the agent can leave behind: a 3.2 GB log (sparse, so the test costs no disk), a
+    // FIFO no one writes to, a link to an endless device.
+    const fd = openSync(join(dir, "big.log"), "w");
+    ftruncateSync(fd, Math.round(3.2 * 1024 ** 3));
+    closeSync(fd);
+    execFileSync("mkfifo", [join(dir, "pipe")]);
+    symlinkSync("/dev/zero", join(dir, "zero"));
+    assert.equal(
+      await env.ask("!oc file file-limits/big.log"),
+      "`file-limits/big.log` is 3.2 GB; the limit is 10 MB. Ask the agent for the part you need (e.g. the last lines, or the lines that match).",
+    );
+    assert.equal(await env.ask("!oc file file-limits/pipe"), "`file-limits/pipe` is a named pipe (FIFO), not a regular file: only files can be shown.");
+    assert.match(await env.ask("!oc file file-limits/zero"), /^⛔ Refused: `file-limits\/zero` leads outside the workspace\./);
+    assert.equal(await env.ask("!oc file file-limits"), "`file-limits` is a directory, not a regular file: only files can be shown.");
+    const health = await fetch(`http://127.0.0.1:${env.bot.httpPort}/health`);
+    assert.equal(health.status, 200, "the bot is still up");
   });
 
   test("sessions, status and diff describe the room's work", async () => {

@@ -32,7 +32,7 @@ before(async () => {
   server = await startTestOpencode({ workspaceDir: ws, stateDir: mkdtempSync(join(stack.workDir, "oc-power-")), modelBaseUrl: stack.model.baseUrl });
   env = await TestEnv.create({
     name: "power",
-    botEnv: { OPENCODE_SERVER_URL: server.url, OPENCODE_WORKSPACE_DIR: ws, BOT_COMPLETION_NOTICE_AFTER_MS: "600000" },
+    botEnv: { OPENCODE_SERVER_URL: server.url, OPENCODE_WORKSPACE_DIR: ws, BOT_COMPLETION_NOTICE_AFTER_MS: "600000", BOT_ADMINS: "@alice-power-*:localhost" },
   });
   oc = createOpencodeClient({ baseUrl: server.url, directory: ws });
 });
@@ -215,8 +215,8 @@ describe("OpenCode's own commands", () => {
     assert.match(await env.ask("!oc help"), /`!oc \/<name> \[args\]` — run one of OpenCode's own commands/);
   });
 
-  test("restart-server: moderators only, and only for a server the bot started", async () => {
-    assert.equal(await env.ask("!oc restart-server", { as: "bob" }), "`!oc restart-server` needs room moderator rights (power level ≥ 50).");
+  test("restart-server: operators only, and only for a server the bot started", async () => {
+    assert.equal(await env.ask("!oc restart-server", { as: "bob" }), "`!oc restart-server` is for the bot's operators (access.admins).");
     assert.equal(
       await env.ask("!oc restart-server"),
       `The OpenCode server at ${server.url} was not started by this bot, so the bot cannot restart it. Restart it where it runs; the bot reconnects by itself.`,
@@ -236,6 +236,7 @@ describe("restart-server on the embedded server", () => {
     embedded = await TestEnv.create({
       name: "restart",
       botEnv: {
+        BOT_ADMINS: "@alice-restart-*:localhost",
         OPENCODE_SERVER_URL: "",
         OPENCODE_WORKSPACE_DIR: join(dir, "workspace"),
         OPENCODE_CONFIG: configPath,

@@ -142,6 +142,9 @@ describe("scheduled prompts", () => {
   test("a cron prompt repeats until `!oc schedule rm` ends it; a removed one-shot never fires", async () => {
     const later = await send("--room", env.roomId, "--prompt", "never to be sent", "--at", new Date(Date.now() + 4000).toISOString());
     const laterId = Number(/^#(\d+)/.exec(later.stdout)?.[1]);
+    // Bob may use the bot but is no moderator here: he sees the schedule, he does not change it.
+    assert.equal(await env.ask(`!oc schedule rm ${laterId}`, { as: "bob" }), "Removing a scheduled prompt needs room moderator rights (power level ≥ 50).");
+    assert.deepEqual(env.query("SELECT status FROM scheduled_prompts WHERE id = ?", laterId), [{ status: "pending" }]);
     assert.equal(await env.ask(`!oc schedule rm ${laterId}`), `🗑️ Removed scheduled prompt #${laterId}; it will not fire.`);
     const cron = await send("--room", env.roomId, "--prompt", "tick from cron", "--at", "*/3 * * * * *");
     assert.equal(cron.code, 0, cron.stderr);

@@ -99,7 +99,7 @@ export function powerCommands(oc: OpencodeBackend): CommandSpec[] {
       name: "restart-server",
       summary: "restart the OpenCode server the bot started, so that a changed opencode.json takes effect",
       where: "any",
-      moderator: true,
+      rights: "admin",
       async run(ctx) {
         const restart = oc.d.restartServer;
         if (!restart) {

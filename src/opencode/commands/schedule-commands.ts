@@ -3,6 +3,8 @@ import { ScheduleStore, type ScheduledPrompt } from "../../schedule/store.ts";
 import { formatTime } from "../../schedule/when.ts";
 import type { OpencodeBackend } from "../backend.ts";
 import { threadLink } from "../../matrix/format.ts";
+import { userPowerLevel } from "../../matrix/power.ts";
+import { moderatorLevel } from "../../commands/router.ts";
 
 const cut = (text: string, max: number): string => {
   const line = text.replace(/\s+/g, " ").trim();
@@ -40,6 +42,11 @@ export function scheduleCommands(oc: OpencodeBackend): CommandSpec[] {
         const rm = /^(?:rm|remove|delete|cancel)\s+#?(\d{1,9})$/i.exec(arg);
         if (!rm) throw new UsageError(`\`${arg.slice(0, 60)}\` is not \`rm <id>\`.`);
         const id = Number(rm[1]);
+        // Listing is for everyone allowed; removing changes what the room gets, like `project`.
+        if ((await userPowerLevel(ctx.services.client, ctx.msg.roomId, ctx.msg.sender)) < moderatorLevel) {
+          await ctx.reply(`Removing a scheduled prompt needs room moderator rights (power level ≥ ${moderatorLevel}).`);
+          return;
+        }
         const row = store.get(id);
         if (!row || !store.cancel(id, ctx.msg.roomId)) {
           await ctx.reply(`No scheduled prompt #${id} waits in this room. \`${oc.prefix} schedule\` lists them.`);

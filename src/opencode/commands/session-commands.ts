@@ -1,9 +1,10 @@
 import type { Session } from "@opencode-ai/sdk/v2";
-import { UsageError, type CommandContext, type CommandSpec, echo } from "../../commands/types.ts";
+import type { CommandContext, CommandSpec } from "../../commands/types.ts";
 import type { OpencodeBackend } from "../backend.ts";
 import { threadLink } from "../../matrix/format.ts";
 import { titleFrom } from "../../commands/backend.ts";
 import { describeError } from "../errors.ts";
+import { attachCommand } from "./attach-command.ts";
 
 const ago = (ms: number): string => {
   const s = Math.max(0, Math.round(ms / 1000));
@@ -53,29 +54,7 @@ export function sessionCommands(oc: OpencodeBackend): CommandSpec[] {
         await ctx.reply(`**Sessions in this room** (${threads.length}):\n\n${lines.join("\n")}${more}`);
       },
     },
-    {
-      name: "attach",
-      args: "<session-id>",
-      summary: "map an existing session (e.g. one started in the TUI) to a new thread and stream it there",
-      where: "room",
-      async run(ctx) {
-        const id = ctx.args.split(/\s+/)[0] ?? "";
-        if (!/^ses_[A-Za-z0-9]+$/.test(id)) throw new UsageError(ctx.args ? `\`${ctx.args.slice(0, 80)}\` is not a session id (they look like \`ses_…\`).` : "Which session?");
-        const existing = ctx.services.threads.bySession("opencode", id).find((t) => t.roomId === ctx.msg.roomId);
-        if (existing) {
-          await ctx.reply(`Session \`${id}\` already has [a thread here](${threadLink(existing.roomId, existing.rootEventId)}).`);
-          return;
-        }
-        const session = await getSession(oc, id, oc.roomDirectory(ctx.msg.roomId));
-        if (!session) {
-          await ctx.reply(`There is no session ${echo(id)} on the OpenCode server. \`${p} sessions\` lists this room's sessions.`);
-          return;
-        }
-        const thread = await oc.openThread(ctx.msg.roomId, id, session.title, ctx.msg.sender, `📎 **${session.title}** — attached OpenCode session \`${id}\`. Its work streams here; write in this thread to prompt it.`);
-        const status = (await oc.conn.client.session.status()).data?.[id];
-        if (status?.type === "busy") oc.runner.follow(thread);
-      },
-    },
+    attachCommand(oc),
     {
       name: "abort",
       summary: "stop the turn that is running (queued prompts are dropped)",

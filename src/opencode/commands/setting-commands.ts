@@ -63,7 +63,7 @@ export function settingCommands(oc: OpencodeBackend): CommandSpec[] {
       args: "<directory>",
       summary: "the room's project directory for new sessions",
       where: "room",
-      moderator: true,
+      rights: "moderator",
       async run(ctx) {
         const typed = ctx.args.trim();
         if (!typed) throw new UsageError("Which directory?");
