@@ -3,15 +3,35 @@ import { LogService, LogLevel, type ILogger } from "matrix-bot-sdk";
 
 export type { Logger };
 
-// Keys that may carry secrets anywhere in a log object. Values are replaced, the key stays
-// so that a reader sees that something was there.
-const redactPaths = [
-  "accessToken", "*.accessToken", "*.*.accessToken",
-  "password", "*.password", "*.*.password",
-  "token", "*.token", "apiKey", "*.apiKey", "notifyToken", "*.notifyToken",
-  "authorization", "*.authorization", "headers.authorization", "*.headers.authorization",
-  "access_token", "*.access_token",
+// Keys that may carry secrets anywhere in a log object, in the spellings clients use. Values are
+// replaced, the key stays so that a reader sees that something was there. pino's paths are exact
+// (no case folding, no deep wildcard): each name at the top and two levels down.
+const secretKeys = [
+  "accessToken", "access_token", "AccessToken",
+  "password", "Password", "PASSWORD", "passwd",
+  "token", "Token", "TOKEN", "apiToken", "api_token", "ApiToken",
+  "apiKey", "api_key", "ApiKey", "API_KEY", "x-api-key", "X-Api-Key",
+  "notifyToken", "secret", "clientSecret", "client_secret",
+  "authorization", "Authorization", "AUTHORIZATION", "cookie", "Cookie", "set-cookie",
 ];
+const quoted = (k: string): string => (/^[A-Za-z_$][\w$]*$/.test(k) ? k : `["${k}"]`);
+const join = (prefix: string, k: string): string => (quoted(k).startsWith("[") ? `${prefix.replace(/\.$/, "")}${quoted(k)}` : `${prefix}${k}`);
+export const redactPaths = secretKeys.flatMap((k) => ["", "*.", "*.*."].map((prefix) => join(prefix, k)));
+
+/**
+ * Secret values learnt while running (a token from a password login, the embedded OpenCode
+ * server's random password): every logger and the matrix-bot-sdk bridge scrub them from each
+ * line they write, including lines of loggers created before the secret was known.
+ */
+const runtimeSecrets = new Set<string>();
+
+/** Too short a value would blank out ordinary words of every log line. */
+const minSecretLength = 6;
+
+/** Adds a secret value to scrub from every log line from now on. */
+export function addSecret(secret: string | undefined | null): void {
+  if (typeof secret === "string" && secret.length >= minSecretLength) runtimeSecrets.add(secret);
+}
 
 export function createLogger(level: string, secrets: string[] = [], destination?: NodeJS.WritableStream): Logger {
   const scrub = secretScrubber(secrets);
@@ -19,32 +39,31 @@ export function createLogger(level: string, secrets: string[] = [], destination?
     {
       level,
       redact: { paths: redactPaths, censor: "[redacted]" },
-      // Error messages from HTTP clients sometimes quote URLs or bodies; scrub known secret values.
-      hooks: {
-        logMethod(args, method) {
-          method.apply(this, args.map((a) => (typeof a === "string" ? scrub(a) : a)) as Parameters<typeof method>);
-        },
-      },
-      serializers: { err: (e: unknown) => scrubError(e, scrub) },
+      // HTTP clients' errors sometimes quote URLs, headers or bodies: whatever part of a line
+      // holds a known secret value (message, object, error, child binding), it goes.
+      hooks: { streamWrite: scrub },
     },
     destination ?? pino.destination(1),
   );
 }
 
+/** Replaces `secrets` and every secret added with addSecret, as they are and as JSON escapes them. */
 export function secretScrubber(secrets: string[]): (s: string) => string {
-  const real = secrets.filter((s) => s.length >= 6);
-  if (real.length === 0) return (s) => s;
-  return (s) => real.reduce((acc, secret) => acc.split(secret).join("[redacted]"), s);
+  const own = secrets.filter((s) => s.length >= minSecretLength);
+  return (s) => {
+    let out = s;
+    for (const secret of [...own, ...runtimeSecrets]) {
+      if (out.includes(secret)) out = out.split(secret).join("[redacted]");
+      // A secret with a quote, backslash or control character is escaped in a JSON line.
+      const escaped = JSON.stringify(secret).slice(1, -1);
+      if (escaped !== secret && out.includes(escaped)) out = out.split(escaped).join("[redacted]");
+    }
+    return out;
+  };
 }
 
-function scrubError(e: unknown, scrub: (s: string) => string): unknown {
-  const base = pino.stdSerializers.err(e as Error);
-  if (base === undefined || base === null) return base;
-  return JSON.parse(scrub(JSON.stringify(base))) as unknown;
-}
-
-/** Routes matrix-bot-sdk's own logging into pino, at warn and above, scrubbed. */
-export function bridgeMatrixSdkLogs(log: Logger, secrets: string[]): void {
+/** Routes matrix-bot-sdk's own logging into pino, at warn and above, scrubbed (before the cut, so no part of a secret stays). */
+export function bridgeMatrixSdkLogs(log: Logger, secrets: string[] = []): void {
   const scrub = secretScrubber(secrets);
   const fmt = (module: string, args: unknown[]): [object, string] => {
     const text = args.map((a) => (typeof a === "string" ? a : a instanceof Error ? a.message : safeJson(a))).join(" ");

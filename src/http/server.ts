@@ -3,7 +3,8 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import type { Logger } from "../log.ts";
 import type { NotifyResult } from "../notify/notifier.ts";
-import { parseNotifyPayload, type NotifyPayload } from "../notify/payload.ts";
+import { parseNotifyPayload, sessionOf, type NotifyPayload } from "../notify/payload.ts";
+import { KeyedRateLimiter } from "./rate-limit.ts";
 
 export interface HealthReport {
   ok: boolean;
@@ -24,10 +25,15 @@ export interface HttpDeps {
         deliver: (p: NotifyPayload) => Promise<NotifyResult>;
         /** Called once per request with how it ended, for the metrics. */
         onOutcome?: (outcome: "posted" | "skipped" | "rejected" | "failed") => void;
+        /** Notifications a minute (token buckets): per token, and per session id. Default 30 and 10. */
+        perTokenPerMinute?: number | undefined;
+        perSessionPerMinute?: number | undefined;
       }
     | undefined;
   /** Largest request body read, in bytes. Default 64 KiB. */
   maxBodyBytes?: number;
+  /** The clock of the rate limits (tests move it instead of waiting). */
+  now?: () => number;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
@@ -35,11 +41,20 @@ export const DEFAULT_MAX_BODY_BYTES = 64 * 1024;
 class HttpError extends Error {
   readonly status: number;
   readonly headers: Record<string, string>;
-  constructor(status: number, message: string, headers: Record<string, string> = {}) {
+  /** More fields of the JSON answer, beside `error`. */
+  readonly fields: Record<string, unknown>;
+  constructor(status: number, message: string, headers: Record<string, string> = {}, fields: Record<string, unknown> = {}) {
     super(message);
     this.status = status;
     this.headers = headers;
+    this.fields = fields;
   }
+}
+
+/** A 429 with Retry-After (whole seconds, rounded up) and the limit that was hit. */
+function tooMany(limit: "token" | "session", what: string, waitMs: number): HttpError {
+  const seconds = Math.max(1, Math.ceil(waitMs / 1000));
+  return new HttpError(429, `rate limited: ${what}; retry in ${seconds} s`, { "retry-after": String(seconds) }, { limit, retryAfterSeconds: seconds });
 }
 
 function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -125,14 +140,15 @@ export async function startHttpServer(deps: HttpDeps): Promise<{ server: Server;
   const log = deps.log.child({ component: "http" });
 
   const refuse = (req: IncomingMessage, res: ServerResponse, err: HttpError, path: string): void => {
-    log.info({ method: req.method, path, status: err.status, reason: err.message }, "HTTP request refused");
+    // A flood held back by the rate limit must not become a flood of log lines.
+    log[err.status === 429 ? "debug" : "info"]({ method: req.method, path, status: err.status, reason: err.message }, "HTTP request refused");
     if (err.status === 413) {
       // Stop reading: answer, then close the connection instead of draining the rest of the body.
       res.once("finish", () => setTimeout(() => req.socket.destroy(), 200).unref());
-      json(res, err.status, { error: err.message }, { ...err.headers, connection: "close" });
+      json(res, err.status, { error: err.message, ...err.fields }, { ...err.headers, connection: "close" });
       return;
     }
-    json(res, err.status, { error: err.message }, err.headers);
+    json(res, err.status, { error: err.message, ...err.fields }, err.headers);
   };
 
   const onlyMethods = (req: IncomingMessage, path: string, allowed: string[]): void => {
@@ -165,6 +181,9 @@ export async function startHttpServer(deps: HttpDeps): Promise<{ server: Server;
     res.end(text);
   };
 
+  const perToken = new KeyedRateLimiter(deps.notify?.perTokenPerMinute ?? 30, deps.now ? { now: deps.now } : {});
+  const perSession = new KeyedRateLimiter(deps.notify?.perSessionPerMinute ?? 10, deps.now ? { now: deps.now } : {});
+
   const notify = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const n = deps.notify;
     onlyMethods(req, "/notify", ["POST"]);
@@ -175,6 +194,9 @@ export async function startHttpServer(deps: HttpDeps): Promise<{ server: Server;
     if (!tokenMatches(presented, n.token)) {
       throw new HttpError(401, "wrong token", { "www-authenticate": 'Bearer realm="notify", error="invalid_token"' });
     }
+    // Before the body is read: a flood costs the bot as little as possible.
+    const tokenWait = perToken.take(createHash("sha256").update(presented).digest("hex"));
+    if (tokenWait > 0) throw tooMany("token", `more than ${perToken.perMinute} notifications a minute with this token`, tokenWait);
     const raw = await readBody(req, limit);
     if (raw.length === 0) throw new HttpError(400, "empty body: send a JSON object with title, message, status and sessionId");
     let body: unknown;
@@ -188,6 +210,12 @@ export async function startHttpServer(deps: HttpDeps): Promise<{ server: Server;
       n.onOutcome?.("rejected");
       log.info({ path: "/notify", status: 400, reason: parsed.error }, "HTTP request refused");
       return json(res, 400, { error: parsed.error, fields: parsed.fields });
+    }
+    const session = sessionOf(parsed.payload);
+    const sessionWait = perSession.take(session ?? "");
+    if (sessionWait > 0) {
+      const about = session === undefined ? "without a session id" : `for session ${session}`;
+      throw tooMany("session", `more than ${perSession.perMinute} notifications a minute ${about}`, sessionWait);
     }
     const result = await n.deliver(parsed.payload);
     n.onOutcome?.(result.status >= 500 ? "failed" : result.status >= 400 ? "rejected" : result.body.posted === false ? "skipped" : "posted");

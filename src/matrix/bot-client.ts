@@ -1,4 +1,5 @@
 import { MatrixAuth, MatrixClient, type IStorageProvider } from "matrix-bot-sdk";
+import { addSecret } from "../log.ts";
 import type { KeyValue } from "../store/key-value.ts";
 
 /**
@@ -43,6 +44,7 @@ export async function resolveAccessToken(creds: Credentials, kv: KeyValue): Prom
   const key = `matrix.login.${creds.userId ?? ""}`;
   const saved = kv.get(key);
   if (saved !== undefined) {
+    addSecret(saved);
     const probe = new MatrixClient(creds.homeserverUrl, saved);
     try {
       await probe.getWhoAmI();
@@ -53,6 +55,8 @@ export async function resolveAccessToken(creds: Credentials, kv: KeyValue): Prom
   }
   const localpart = /^@([^:]+):/.exec(creds.userId ?? "")?.[1] ?? creds.userId ?? "";
   const client = await new MatrixAuth(creds.homeserverUrl).passwordLogin(localpart, creds.password ?? "", creds.deviceName);
+  // Known to the log scrubber before anything else can log it.
+  addSecret(client.accessToken);
   kv.set(key, client.accessToken);
   return client.accessToken;
 }

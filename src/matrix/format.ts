@@ -8,7 +8,7 @@ const allowedTags = [
   "details", "summary", "s",
 ];
 
-const sanitizeOptions: sanitizeHtml.IOptions = {
+export const sanitizeOptions: sanitizeHtml.IOptions = {
   allowedTags,
   allowedAttributes: {
     a: ["href", "name", "target"],

@@ -1,8 +1,9 @@
 import type { Logger } from "../log.ts";
-import { roomMessage, threadMessage } from "../matrix/content.ts";
+import { roomMessage, threadMessage, type MessageContent } from "../matrix/content.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
 import type { ThreadStore } from "../store/threads.ts";
 import type { TurnStore } from "../store/turns.ts";
+import { defuseHtml, defuseText } from "./defuse.ts";
 import { sessionOf, type NotifyPayload } from "./payload.ts";
 
 /** What POST /notify answers: an HTTP status and a JSON body. */
@@ -26,13 +27,19 @@ export interface NotifierDeps {
 
 const icons: Record<string, string> = { completed: "✅", error: "⚠️", permission: "🔐", file_edit: "✏️" };
 
+/**
+ * Opens every notice: the title and message are written by whoever holds the notify token (the
+ * agent, by design), never by the bot or a person, and the reader must see that at once.
+ */
+export const notifyOrigin = "🔔 From OpenCode (notify):";
+
 /** Statuses whose news the bot's own live reply already carries while it streams the session. */
 const streamedStatuses = new Set(["completed", "error", "permission", "file_edit"]);
 
 /**
  * Posts notifications from outside (the OpenCode plugin, scripts) into Matrix: into the thread
  * of the session when there is one, else into the configured default room, as an m.notice that
- * mentions nobody.
+ * says where it comes from and mentions nobody (no m.mentions, no `@room`, no pills).
  */
 export class Notifier {
   private readonly d: NotifierDeps;
@@ -56,7 +63,7 @@ export class Notifier {
         return { status: 200, body: { posted: false, reason: skip, roomId: thread.roomId, threadRoot: thread.rootEventId } };
       }
       const target = { roomId: thread.roomId, threadRoot: thread.rootEventId, replyTo: thread.rootEventId };
-      return this.post(thread.roomId, threadMessage(target, this.text(p, undefined), { notice: true, mentions: [] }), log, { threadRoot: thread.rootEventId });
+      return this.post(thread.roomId, defused(threadMessage(target, this.text(p, undefined), { notice: true, mentions: [] })), log, { threadRoot: thread.rootEventId });
     }
     const room = this.d.defaultRoom;
     if (room === undefined) {
@@ -67,7 +74,7 @@ export class Notifier {
       log.info("notification refused: no thread and no default room");
       return { status: 404, body: { error } };
     }
-    return this.post(room, roomMessage(this.text(p, sessionId), { notice: true, mentions: [] }), log, {});
+    return this.post(room, defused(roomMessage(this.text(p, sessionId), { notice: true, mentions: [] })), log, {});
   }
 
   /** The thread a session belongs to; if it was attached to several, the one used last. */
@@ -92,9 +99,9 @@ export class Notifier {
   }
 
   private text(p: NotifyPayload, sessionId: string | undefined): string {
-    const icon = icons[p.status] ?? "🔔";
-    const message = p.message.trim();
-    const head = `${icon} **${escapeInline(p.title)}**${message ? ` — ${message}` : ""}`;
+    const icon = icons[p.status];
+    const message = defuseText(p.message.trim());
+    const head = `${notifyOrigin} ${icon ? `${icon} ` : ""}**${escapeInline(defuseText(p.title))}**${message ? ` — ${message}` : ""}`;
     const ids: string[] = [];
     if (sessionId !== undefined) ids.push(`session \`${sessionId}\``);
     if (p.sessionId !== undefined && p.taskId !== undefined && p.taskId !== null && String(p.taskId) !== p.sessionId) ids.push(`task \`${String(p.taskId)}\``);
@@ -111,6 +118,11 @@ export class Notifier {
       return { status: 502, body: { error: `could not post to Matrix room ${roomId}: ${(err as Error).message ?? String(err)}` } };
     }
   }
+}
+
+/** The content with pill links unwrapped and `@room` defused in its HTML too (raw HTML in the payload included). */
+function defused(content: MessageContent): MessageContent {
+  return typeof content.formatted_body === "string" ? { ...content, formatted_body: defuseHtml(content.formatted_body) } : content;
 }
 
 /** Keeps a title from closing the bold markup early. */

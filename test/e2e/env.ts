@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -14,6 +15,8 @@ export interface TestEnvOptions {
   /** More bot environment that needs the test room's id (e.g. BOT_NOTIFY_ROOM). */
   botEnvForRoom?: (roomId: string) => Record<string, string>;
   editWindowMs?: number;
+  /** The bot logs in with MATRIX_USER_ID + MATRIX_PASSWORD (a random password) instead of MATRIX_ACCESS_TOKEN. */
+  botPasswordLogin?: boolean;
   /** A homeserver of the suite's own (e.g. one with Synapse's default rate limits); default: the shared one. */
   synapse?: { baseUrl: string; sharedSecret: string };
 }
@@ -53,8 +56,9 @@ export class TestEnv {
     const stack = loadStackInfo();
     const hs = opts.synapse ?? stack.synapse;
     const suffix = `${opts.name}-${Date.now().toString(36)}`;
-    const reg = (who: string) => registerUser(hs.baseUrl, hs.sharedSecret, `${who}-${suffix}`);
-    const [botAccount, a, b, m] = await Promise.all([reg("bot"), reg("alice"), reg("bob"), reg("mallory")]);
+    const reg = (who: string, password?: string) => registerUser(hs.baseUrl, hs.sharedSecret, `${who}-${suffix}`, password === undefined ? {} : { password });
+    const botPassword = opts.botPasswordLogin ? `pw-${randomBytes(16).toString("hex")}` : undefined;
+    const [botAccount, a, b, m] = await Promise.all([reg("bot", botPassword), reg("alice"), reg("bob"), reg("mallory")]);
     const users = {
       alice: new MatrixTestUser(hs.baseUrl, a),
       bob: new MatrixTestUser(hs.baseUrl, b),
@@ -70,7 +74,7 @@ export class TestEnv {
     const dbPath = join(dataDir, "bot.db");
     const botEnv: Record<string, string> = {
       MATRIX_HOMESERVER_URL: hs.baseUrl,
-      MATRIX_ACCESS_TOKEN: botAccount.accessToken,
+      ...(botPassword === undefined ? { MATRIX_ACCESS_TOKEN: botAccount.accessToken } : { MATRIX_USER_ID: botAccount.userId, MATRIX_PASSWORD: botPassword }),
       BOT_ALLOWED_USERS: `${a.userId},${b.userId}`,
       OPENCODE_SERVER_URL: stack.opencode.url,
       OPENCODE_WORKSPACE_DIR: stack.workspaceDir,

@@ -81,7 +81,7 @@ describe("notifications from the OpenCode plugin", () => {
     t.diagnostic(`notice seen ${(performance.now() - t0).toFixed(0)} ms after the prompt was sent`);
     assert.equal(
       notice.content.body,
-      `✅ **OpenCode session completed** — Session "started in the terminal" completed in ${workspaceDir}\n\nsession \`${sessionId}\``,
+      `🔔 From OpenCode (notify): ✅ **OpenCode session completed** — Session "started in the terminal" completed in ${workspaceDir}\n\nsession \`${sessionId}\``,
     );
     assert.deepEqual(notice.content["m.mentions"], { user_ids: [] }, "a notice pings nobody");
     assert.match(String(notice.content.formatted_body), /<strong>OpenCode session completed<\/strong>/);
@@ -91,12 +91,12 @@ describe("notifications from the OpenCode plugin", () => {
     const sessionId = await outsideSession("outside edits");
     await client.session.prompt({ sessionID: sessionId, parts: [{ type: "text", text: "Create hello.py that prints hello" }] });
     const edit = await waitForNotice(new RegExp(`File edited[\\s\\S]*hello\\.py[\\s\\S]*${sessionId}`), "the file edit notice");
-    assert.match(String(edit.content.body), /^✏️ \*\*File edited\*\* — hello\.py \(session "outside edits"\) in /);
+    assert.match(String(edit.content.body), /^🔔 From OpenCode \(notify\): ✏️ \*\*File edited\*\* — hello\.py \(session "outside edits"\) in /);
 
     // bash asks for permission on this server; the notice comes while OpenCode waits for an answer.
     await client.session.promptAsync({ sessionID: sessionId, parts: [{ type: "text", text: "run bash" }] });
     const ask = await waitForNotice(new RegExp(`asks for permission[\\s\\S]*${sessionId}`), "the permission notice");
-    assert.match(String(ask.content.body), /^🔐 \*\*OpenCode asks for permission\*\* — bash: echo hi \(session "outside edits"\)/);
+    assert.match(String(ask.content.body), /^🔔 From OpenCode \(notify\): 🔐 \*\*OpenCode asks for permission\*\* — bash: echo hi \(session "outside edits"\)/);
     const pending = (await client.permission.list()).data ?? [];
     const request = pending.find((p) => p.sessionID === sessionId);
     assert.ok(request, "the permission request is pending");
@@ -105,7 +105,7 @@ describe("notifications from the OpenCode plugin", () => {
     const failing = await outsideSession("outside failure");
     await client.session.prompt({ sessionID: failing, parts: [{ type: "text", text: "fail 400" }] });
     const failed = await waitForNotice(new RegExp(`failed[\\s\\S]*${failing}`), "the failure notice");
-    assert.match(String(failed.content.body), /^⚠️ \*\*OpenCode session failed\*\* — \w+/);
+    assert.match(String(failed.content.body), /^🔔 From OpenCode \(notify\): ⚠️ \*\*OpenCode session failed\*\* — \w+/);
   });
 
   test("a session the bot streams into a thread gets no duplicate notice", async (t) => {
@@ -145,7 +145,33 @@ describe("notifications from the OpenCode plugin", () => {
     const rel = seen.content["m.relates_to"] as { rel_type: string; event_id: string };
     assert.deepEqual([rel.rel_type, rel.event_id], ["m.thread", root]);
     assert.equal(seen.content.msgtype, "m.notice");
-    assert.equal(seen.content.body, "🔔 **Deployed** — version 1.2 is live");
+    assert.equal(seen.content.body, "🔔 From OpenCode (notify): **Deployed** — version 1.2 is live");
+  });
+
+  test("what the agent writes into a notification names its origin and pings nobody: not @room, not a pill", async () => {
+    const { alice, bob } = env.users;
+    const res = await fetch(`http://127.0.0.1:${env.bot.httpPort}/notify`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify({
+        title: "Approved by the admins",
+        message: `@room please review now, <a href="https://matrix.to/#/${bob.userId}">${bob.userId}</a> and [Alice](https://matrix.to/#/${alice.userId})`,
+        status: "review",
+      }),
+    });
+    const body = (await res.json()) as { eventId: string };
+    assert.equal(res.status, 200, JSON.stringify(body));
+    const seen = await alice.waitForRoomEvent({ roomId: env.roomId, match: (e) => e.event_id === body.eventId, description: "the agent-written notice" });
+    const text = String(seen.content.body);
+    const html = String(seen.content.formatted_body);
+    assert.ok(text.startsWith("🔔 From OpenCode (notify): **Approved by the admins** — "), `alice reads where it comes from: ${text}`);
+    assert.ok(html.startsWith("<p>🔔 From OpenCode (notify): <strong>Approved by the admins</strong>"), html);
+    assert.equal(seen.content.msgtype, "m.notice");
+    assert.deepEqual(seen.content["m.mentions"], { user_ids: [] }, "no user and no room mention");
+    assert.doesNotMatch(text, /@room/, "the body holds no @room keyword");
+    assert.doesNotMatch(html, /@room/);
+    assert.doesNotMatch(html, /<a\b/, "no link left to show as a pill");
+    assert.ok(html.includes(`<span>${bob.userId}</span>`) && html.includes("<span>Alice</span>"), `the names stay as plain text: ${html}`);
   });
 
   test("the notify token never appears in the bot's log", () => {

@@ -53,6 +53,17 @@ export class BotProcess {
     return bot;
   }
 
+  /** Runs the bot until it exits on its own (a configuration it refuses): its exit code and output. Killed after `timeoutMs`. */
+  static async runToExit(env: Record<string, string>, timeoutMs = 30_000): Promise<{ code: number | null; text: string }> {
+    const bot = new BotProcess(env);
+    // "close", not "exit": by then the last lines of its output have been read too.
+    const closed = new Promise<number | null>((resolve) => bot.proc.once("close", (code: number | null) => resolve(code)));
+    const timer = setTimeout(() => bot.proc.kill("SIGKILL"), timeoutMs);
+    const code = await closed;
+    clearTimeout(timer);
+    return { code, text: bot.text };
+  }
+
   get pid(): number {
     return this.proc.pid ?? -1;
   }

@@ -81,7 +81,8 @@ describe("HTTP endpoints", () => {
       log,
       health: async () => healthReport,
       metrics,
-      notify: { token: TOKEN, deliver: (p) => notifierFor().deliver(p), onOutcome: (o) => metrics.notified(o) },
+      // The rate limits have tests of their own (http-ratelimit.test.ts); here they must not get in the way.
+      notify: { token: TOKEN, deliver: (p) => notifierFor().deliver(p), onOutcome: (o) => metrics.notified(o), perTokenPerMinute: 10_000, perSessionPerMinute: 10_000 },
     });
     port = s.port;
     close = s.close;
@@ -208,7 +209,7 @@ describe("HTTP endpoints", () => {
     assert.deepEqual(res.json, { posted: true, eventId: "$event1", roomId: ROOM });
     assert.equal(sent[0]?.roomId, ROOM);
     assert.equal(sent[0]?.content.msgtype, "m.notice");
-    assert.equal(sent[0]?.content.body, "✅ **OpenCode session completed** — Session completed in /w\n\nsession `ses_outside`");
+    assert.equal(sent[0]?.content.body, "🔔 From OpenCode (notify): ✅ **OpenCode session completed** — Session completed in /w\n\nsession `ses_outside`");
     assert.match(String(sent[0]?.content.formatted_body), /<strong>OpenCode session completed<\/strong>/);
     assert.deepEqual(sent[0]?.content["m.mentions"], { user_ids: [] }, "a notice pings nobody");
     assert.equal(sent[0]?.content["m.relates_to"], undefined, "top level in the default room");
@@ -220,7 +221,7 @@ describe("HTTP endpoints", () => {
     assert.equal(inThread.json.threadRoot, "$root");
     const rel = sent[1]?.content["m.relates_to"] as { rel_type: string; event_id: string; "m.in_reply_to": { event_id: string } };
     assert.deepEqual([rel.rel_type, rel.event_id, rel["m.in_reply_to"].event_id], ["m.thread", "$root", "$root"]);
-    assert.equal(sent[1]?.content.body, "⚠️ **Failed** — boom");
+    assert.equal(sent[1]?.content.body, "🔔 From OpenCode (notify): ⚠️ **Failed** — boom");
 
     streaming.add("ses_mapped");
     const busy = await call(port, "POST", "/notify", { headers: auth, body: JSON.stringify({ title: "Done", status: "completed", sessionId: "ses_mapped" }) });

@@ -1,8 +1,10 @@
-import { existsSync, readFileSync, realpathSync, statSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { extname, isAbsolute, relative, resolve, sep } from "node:path";
 import { UsageError, type CommandContext, type CommandSpec, echo } from "../../commands/types.ts";
 import type { OpencodeBackend } from "../backend.ts";
+import { maxAttachmentBytes } from "../../matrix/files.ts";
 import { describeError } from "../errors.ts";
+import { formatSize, readConfinedFile } from "./read-confined.ts";
 
 /** Inline in chat up to this size; larger content is attached as a file. */
 const inlineLimit = 6000;
@@ -80,11 +82,28 @@ export function fileCommands(oc: OpencodeBackend): CommandSpec[] {
           }
           throw err;
         }
-        if (!real || !statSync(real).isFile()) {
+        if (!real) {
           await ctx.reply(`No file ${echo(typed)} in the workspace.`);
           return;
         }
-        const data = readFileSync(real);
+        // A file too large is refused rather than cut: a partial file under the file's own name
+        // reads as the whole of it, and of a large log the end matters more than the start.
+        const read = readConfinedFile(root, real, maxAttachmentBytes);
+        if (read.kind === "outside") {
+          await ctx.reply(`⛔ Refused: ${echo(typed)} leads outside the workspace. Only files inside the workspace can be shown.`);
+          return;
+        }
+        if (read.kind === "not-regular") {
+          await ctx.reply(`${echo(typed)} is ${read.what}, not a regular file: only files can be shown.`);
+          return;
+        }
+        if (read.kind === "too-large") {
+          await ctx.reply(
+            `${echo(typed)} is ${formatSize(read.size)}; the limit is ${formatSize(maxAttachmentBytes)}. Ask the agent for the part you need (e.g. the last lines, or the lines that match).`,
+          );
+          return;
+        }
+        const data = read.data;
         const name = relative(realpathSync(root), real);
         const binary = data.subarray(0, 8000).includes(0);
         if (!binary && data.length <= inlineLimit) {
