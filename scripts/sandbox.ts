@@ -14,6 +14,7 @@ import { dirname, join, relative, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { envOverrides } from "../src/config/load.ts";
+import { isBotOnlyVariable } from "../src/process/child-env.ts";
 import { waitFor } from "../test/harness/net.ts";
 import { startTestOpencode } from "../test/harness/opencode.ts";
 import { startScriptedModel } from "../test/harness/scripted-model.ts";
@@ -268,6 +269,7 @@ async function main(): Promise<void> {
   }
 
   // 4. The bot.
+  const providerKeys = Object.keys(process.env).filter((name) => /_API_KEY$/.test(name) && !isBotOnlyVariable(name));
   const tBot = performance.now();
   const botEnv: Record<string, string> = {
     BOT_CONFIG: "/dev/null", // a config/config.yaml of the checkout must not steer the sandbox
@@ -282,6 +284,9 @@ async function main(): Promise<void> {
     BOT_EDIT_WINDOW_MS: "500",
     LOG_LEVEL: "info",
     ...(opencode ? { OPENCODE_SERVER_URL: opencode.url } : {}),
+    // The embedded OpenCode sees no variable of the bot's environment it is not told to: pass
+    // the provider API keys of this shell.
+    ...(opencode || providerKeys.length === 0 ? {} : { OPENCODE_PASS_ENV: providerKeys.join(",") }),
   };
   // The embedded OpenCode may need to install its provider packages on the first start.
   const bot = await startBot(botEnv, join(runDir, "bot.log"), opencode ? 60_000 : 180_000);

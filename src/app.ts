@@ -1,12 +1,12 @@
 import { mkdirSync } from "node:fs";
-import { resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { AccessPolicy } from "./access/policy.ts";
 import { CommandRouter } from "./commands/router.ts";
 import type { BotConfig } from "./config/schema.ts";
 import { BotMetrics } from "./http/metrics.ts";
 import { startHttpServer } from "./http/server.ts";
 import { Notifier } from "./notify/notifier.ts";
-import type { Logger } from "./log.ts";
+import { addSecret, type Logger } from "./log.ts";
 import { DurableMatrixClient, resolveAccessToken } from "./matrix/bot-client.ts";
 import { DisplayNames } from "./matrix/display-names.ts";
 import { MessageIntake } from "./matrix/intake.ts";
@@ -21,6 +21,8 @@ import { downloadMessageFiles } from "./matrix/files.ts";
 import { PermissionStore } from "./store/permissions.ts";
 import { RoomStore } from "./store/rooms.ts";
 import { restartEmbeddedOpencode, startEmbeddedOpencode, type EmbeddedServer, type EmbeddedServerOptions } from "./opencode/embedded-server.ts";
+import { chooseSandbox } from "./opencode/sandbox.ts";
+import { generateOpencodeAuth } from "./opencode/server-auth.ts";
 import { Scheduler } from "./schedule/scheduler.ts";
 import { ScheduleStore } from "./schedule/store.ts";
 import { openDatabase } from "./store/db.ts";
@@ -47,7 +49,7 @@ const waitFor = async (check: () => boolean, timeoutMs: number): Promise<boolean
 };
 
 /** Wires the parts together and starts them; the flow is Matrix → router → backend → renderer → Matrix. */
-export async function startBot(config: BotConfig, log: Logger): Promise<RunningBot> {
+export async function startBot(config: BotConfig, log: Logger, opts: { configFile?: string | undefined } = {}): Promise<RunningBot> {
   const db = openDatabase(config.database.path);
   const kv = new KeyValue(db);
   const inbox = new Inbox(db);
@@ -59,11 +61,22 @@ export async function startBot(config: BotConfig, log: Logger): Promise<RunningB
 
   let embedded: EmbeddedServer | undefined;
   let embeddedOptions: EmbeddedServerOptions | undefined;
+  // A server the bot starts gets a password of its own (kept across `!oc restart-server`), so
+  // other local processes cannot drive it, and an environment without the bot's secrets.
+  let opencodeAuth = { username: config.opencode.username, password: config.opencode.password };
   if (config.opencode.serverUrl === undefined) {
     const ocLog = log.child({ component: "opencode-server" });
-    embeddedOptions = { cwd: workspaceDir, onLog: (line) => ocLog.debug(line) };
+    const auth = generateOpencodeAuth();
+    addSecret(auth.password);
+    opencodeAuth = auth;
+    const sandbox = chooseSandbox(config.opencode.sandbox, {
+      writable: config.opencode.projectRoots ?? [],
+      hiddenDirs: [dirname(resolve(config.database.path))],
+      hiddenFiles: opts.configFile ? [resolve(opts.configFile)] : [],
+    }, (msg) => log.warn(msg));
+    embeddedOptions = { cwd: workspaceDir, passEnv: config.opencode.passEnv, auth, sandbox, onLog: (line) => ocLog.debug(line) };
     embedded = await startEmbeddedOpencode(embeddedOptions);
-    log.info({ url: embedded.url, pid: embedded.pid }, "started embedded OpenCode server");
+    log.info({ url: embedded.url, pid: embedded.pid, sandbox: sandbox ? "bwrap" : "none" }, "started embedded OpenCode server");
   }
   const opencodeUrl = config.opencode.serverUrl ?? (embedded as EmbeddedServer).url;
   const conn = new OpencodeConnection({
@@ -72,8 +85,8 @@ export async function startBot(config: BotConfig, log: Logger): Promise<RunningB
     healthCheckIntervalMs: config.opencode.healthCheckIntervalMs,
     maxRetries: config.opencode.maxRetries,
     retryDelayMs: config.opencode.retryDelayMs,
-    username: config.opencode.username,
-    password: config.opencode.password,
+    username: opencodeAuth.username,
+    password: opencodeAuth.password,
     log: log.child({ component: "opencode" }),
   });
 
@@ -82,7 +95,7 @@ export async function startBot(config: BotConfig, log: Logger): Promise<RunningB
   const userId = await client.getUserId();
   const metrics = new BotMetrics();
   const sender = new MatrixSender(client, log.child({ component: "matrix" }), () => metrics.rateLimited());
-  const access = new AccessPolicy(config.access.allowedUsers, config.access.strangerNoticeIntervalMs);
+  const access = new AccessPolicy(config.access.allowedUsers, config.access.strangerNoticeIntervalMs, config.access.admins);
   const rooms = new RoomStore(db);
   const names = new DisplayNames(client);
   const runner = new TurnRunner({
@@ -175,7 +188,13 @@ export async function startBot(config: BotConfig, log: Logger): Promise<RunningB
     port: config.http.port,
     log,
     metrics,
-    notify: { token: config.notify.token, deliver: (p) => notifier.deliver(p), onOutcome: (o) => metrics.notified(o) },
+    notify: {
+      token: config.notify.token,
+      deliver: (p) => notifier.deliver(p),
+      onOutcome: (o) => metrics.notified(o),
+      perTokenPerMinute: config.notify.perTokenPerMinute,
+      perSessionPerMinute: config.notify.perSessionPerMinute,
+    },
     health: async () => {
       const syncAgeMs = client.lastSyncAt === 0 ? null : Date.now() - client.lastSyncAt;
       const matrixOk = syncAgeMs !== null && syncAgeMs < 90_000 && client.lastSyncError === undefined;

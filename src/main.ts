@@ -1,12 +1,14 @@
 import { startBot } from "./app.ts";
-import { ConfigError, loadConfig } from "./config/load.ts";
-import { bridgeMatrixSdkLogs, createLogger } from "./log.ts";
+import { ConfigError, configFileOf, loadConfig } from "./config/load.ts";
+import { checkStateOutsideAgentReach } from "./config/state-paths.ts";
+import { addSecret, bridgeMatrixSdkLogs, createLogger } from "./log.ts";
 
 const configFile = process.argv.includes("--config") ? process.argv[process.argv.indexOf("--config") + 1] : undefined;
 
 let config;
 try {
   config = loadConfig({ file: configFile });
+  checkStateOutsideAgentReach(config, configFileOf({ file: configFile }));
 } catch (err) {
   if (err instanceof ConfigError) {
     process.stderr.write(`${err.message}\n`);
@@ -16,12 +18,14 @@ try {
 }
 
 const secrets = [config.matrix.accessToken, config.matrix.password, config.opencode.password, config.notify.token, config.letta?.apiToken].filter((s): s is string => !!s);
-const log = createLogger(config.log.level, secrets);
-bridgeMatrixSdkLogs(log, secrets);
+// More are learnt while starting (the token of a password login, the embedded server's password): addSecret.
+for (const s of secrets) addSecret(s);
+const log = createLogger(config.log.level);
+bridgeMatrixSdkLogs(log);
 
 const shutdownTimeoutMs = 20_000;
 try {
-  const bot = await startBot(config, log);
+  const bot = await startBot(config, log, { configFile: configFileOf({ file: configFile }) });
   const shutdown = (signal: string): void => {
     log.info({ signal }, "shutting down");
     const timer = setTimeout(() => {

@@ -13,6 +13,7 @@ export const envOverrides: ReadonlyArray<{ env: string; path: string; kind: Kind
   { env: "MATRIX_USER_ID", path: "matrix.userId", kind: "string" },
   { env: "MATRIX_PASSWORD", path: "matrix.password", kind: "string" },
   { env: "BOT_ALLOWED_USERS", path: "access.allowedUsers", kind: "list" },
+  { env: "BOT_ADMINS", path: "access.admins", kind: "list" },
   { env: "BOT_COMMAND_PREFIX", path: "commands.prefix", kind: "string" },
   { env: "OPENCODE_SERVER_URL", path: "opencode.serverUrl", kind: "string" },
   { env: "OPENCODE_WORKSPACE_DIR", path: "opencode.workspaceDir", kind: "string" },
@@ -21,6 +22,8 @@ export const envOverrides: ReadonlyArray<{ env: string; path: string; kind: Kind
   { env: "OPENCODE_SERVER_RETRY_DELAY_MS", path: "opencode.retryDelayMs", kind: "number" },
   { env: "OPENCODE_SERVER_USERNAME", path: "opencode.username", kind: "string" },
   { env: "OPENCODE_SERVER_PASSWORD", path: "opencode.password", kind: "string" },
+  { env: "OPENCODE_PASS_ENV", path: "opencode.passEnv", kind: "list" },
+  { env: "OPENCODE_SANDBOX", path: "opencode.sandbox", kind: "string" },
   { env: "LETTA_BASE_URL", path: "letta.baseUrl", kind: "string" },
   { env: "LETTA_API_TOKEN", path: "letta.apiToken", kind: "string" },
   { env: "LETTA_COMMAND_PREFIX", path: "letta.prefix", kind: "string" },
@@ -38,6 +41,8 @@ export const envOverrides: ReadonlyArray<{ env: string; path: string; kind: Kind
   { env: "BOT_HTTP_HOST", path: "http.host", kind: "string" },
   { env: "BOT_NOTIFY_TOKEN", path: "notify.token", kind: "string" },
   { env: "BOT_NOTIFY_ROOM", path: "notify.defaultRoom", kind: "string" },
+  { env: "BOT_NOTIFY_PER_TOKEN_PER_MINUTE", path: "notify.perTokenPerMinute", kind: "number" },
+  { env: "BOT_NOTIFY_PER_SESSION_PER_MINUTE", path: "notify.perSessionPerMinute", kind: "number" },
   { env: "BOT_SCHEDULE_POLL_INTERVAL_MS", path: "schedule.pollIntervalMs", kind: "number" },
   { env: "BOT_SCHEDULE_TIMEZONE", path: "schedule.timezone", kind: "string" },
   { env: "LOG_LEVEL", path: "log.level", kind: "string" },
@@ -70,7 +75,8 @@ function coerce(raw: string, kind: Kind): unknown {
 function describe(error: ZodError, fromEnv: Map<string, string>): string {
   const lines = error.issues.map((issue) => {
     const key = issue.path.join(".") || "(root)";
-    const env = fromEnv.get(key);
+    // An item of a list (`opencode.passEnv.0`) came from the list's variable.
+    const env = fromEnv.get(key) ?? (typeof issue.path.at(-1) === "number" ? fromEnv.get(issue.path.slice(0, -1).join(".")) : undefined);
     return `  - ${key}${env ? ` (from ${env})` : ""}: ${issue.message}`;
   });
   return `Invalid configuration:\n${lines.join("\n")}`;
@@ -81,10 +87,15 @@ export interface LoadOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/** The config file loadConfig reads: --config, else BOT_CONFIG, else config/config.yaml if there is one. */
+export function configFileOf(opts: LoadOptions = {}): string | undefined {
+  return opts.file ?? (opts.env ?? process.env).BOT_CONFIG ?? (existsSync("config/config.yaml") ? "config/config.yaml" : undefined);
+}
+
 /** Reads the YAML file (if any), applies environment overrides, validates. Throws ConfigError naming each bad key. */
 export function loadConfig(opts: LoadOptions = {}): BotConfig {
   const env = opts.env ?? process.env;
-  const file = opts.file ?? env.BOT_CONFIG ?? (existsSync("config/config.yaml") ? "config/config.yaml" : undefined);
+  const file = configFileOf(opts);
   let tree: Tree = {};
   if (file !== undefined) {
     if (!existsSync(file)) throw new ConfigError(`Config file not found: ${file}`);

@@ -1,9 +1,15 @@
 import { z } from "zod";
+import { patternProblem } from "../access/user-pattern.ts";
+import { isBotOnlyVariable } from "../process/child-env.ts";
 
 // Every key the bot understands, with its default, in one place. The example file in
 // config/config.example.yaml documents the same keys; a unit test keeps the two in step.
 
 const matrixId = z.string().regex(/^@[^:\s]+:\S+$/, "must be a Matrix user id like @bot:example.org");
+const userPattern = z.string().superRefine((p, ctx) => {
+  const problem = patternProblem(p);
+  if (problem) ctx.addIssue({ code: "custom", message: problem });
+});
 const httpUrl = z.string().url().refine((u) => /^https?:\/\//.test(u), "must be an http(s) URL");
 
 export const configSchema = z.object({
@@ -22,8 +28,11 @@ export const configSchema = z.object({
     }),
   access: z
     .object({
-      // Glob patterns of Matrix user ids: "@*:example.org", "@alice:example.org".
-      allowedUsers: z.array(z.string().min(1)).min(1, "list at least one user or pattern"),
+      // Matrix ids or patterns (src/access/user-pattern.ts): "@alice:example.org", "@*:example.org".
+      allowedUsers: z.array(userPattern).min(1, "list at least one user or pattern"),
+      // The bot's operators: commands that touch what all rooms share (restarting the OpenCode
+      // server, making Letta agents). Empty: nobody. Admins are allowed users as well.
+      admins: z.array(userPattern).default([]),
       // How often a stranger may be told they are not allowed, per room.
       strangerNoticeIntervalMs: z.number().int().min(0).default(600_000),
     })
@@ -46,9 +55,19 @@ export const configSchema = z.object({
       retryDelayMs: z.number().int().positive().default(1000),
       username: z.string().optional(),
       password: z.string().optional(),
+      // Names of the bot's environment variables the embedded server (and so the agent) gets,
+      // e.g. a model provider's API key. The bot's own secrets are never among them.
+      passEnv: z.array(
+        z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an environment variable name").superRefine((name, ctx) => {
+          if (isBotOnlyVariable(name)) ctx.addIssue({ code: "custom", message: `${name} is the bot's own setting or secret, which the agent must never see; remove it from opencode.passEnv` });
+        }),
+      ).default([]),
+      // The embedded server in a bubblewrap sandbox: the bot's database, config and processes out of
+      // the agent's sight, everything but the projects read-only. "auto": when bwrap works here.
+      sandbox: z.enum(["auto", "bwrap", "off"]).default("auto"),
     })
     .strict()
-    .default({ workspaceDir: "./workspace", healthCheckIntervalMs: 5000, maxRetries: 3, retryDelayMs: 1000 }),
+    .default({ workspaceDir: "./workspace", healthCheckIntervalMs: 5000, maxRetries: 3, retryDelayMs: 1000, passEnv: [], sandbox: "auto" }),
   letta: z
     .object({
       // Unset: no Letta backend (no `!letta` commands).
@@ -94,9 +113,12 @@ export const configSchema = z.object({
       // Room for notifications of sessions that have no thread (the bot must be in it).
       // Room ids of room versions up to 11 end in ":server"; those of version 12 do not.
       defaultRoom: z.string().regex(/^![^\s:]+(:\S+)?$/, "must be a room id like !abc123:example.org").optional(),
+      // The token is in the agent's environment: what holds it may post this many a minute (429 past it).
+      perTokenPerMinute: z.number().int().min(1).default(30),
+      perSessionPerMinute: z.number().int().min(1).default(10),
     })
     .strict()
-    .default({})),
+    .default({ perTokenPerMinute: 30, perSessionPerMinute: 10 })),
   schedule: z
     .object({
       // How often the bot looks for due prompts of the `send` CLI (ms).

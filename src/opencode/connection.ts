@@ -1,5 +1,6 @@
 import { createOpencodeClient, type Event, type OpencodeClient } from "@opencode-ai/sdk/v2";
 import type { Logger } from "../log.ts";
+import { basicAuthHeaders } from "./server-auth.ts";
 
 export type ConnectionState = "connecting" | "connected" | "disconnected";
 
@@ -9,6 +10,7 @@ export interface ConnectionOptions {
   healthCheckIntervalMs: number;
   maxRetries: number;
   retryDelayMs: number;
+  /** Basic auth; with only a password the user name is OpenCode's default, "opencode". */
   username?: string | undefined;
   password?: string | undefined;
   log: Logger;
@@ -47,11 +49,7 @@ export class OpencodeConnection {
   constructor(opts: ConnectionOptions) {
     this.opts = opts;
     this.url = opts.url;
-    const headers: Record<string, string> = {};
-    if (opts.username !== undefined && opts.password !== undefined) {
-      headers.authorization = `Basic ${Buffer.from(`${opts.username}:${opts.password}`).toString("base64")}`;
-    }
-    this.client = createOpencodeClient({ baseUrl: opts.url, directory: opts.directory, headers });
+    this.client = createOpencodeClient({ baseUrl: opts.url, directory: opts.directory, headers: this.authHeaders() });
   }
 
   onEvent(h: EventHandler): void {
@@ -108,10 +106,7 @@ export class OpencodeConnection {
   }
 
   private authHeaders(): Record<string, string> {
-    const { username, password } = this.opts;
-    return username !== undefined && password !== undefined
-      ? { authorization: `Basic ${Buffer.from(`${username}:${password}`).toString("base64")}` }
-      : {};
+    return basicAuthHeaders({ username: this.opts.username, password: this.opts.password });
   }
 
   /**

@@ -3,16 +3,27 @@ import { spawn } from "node:child_process";
 import { existsSync, statSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
+import { childEnv } from "../process/child-env.ts";
+import { bwrapArgs, opencodeStateDirs, type SandboxLayout } from "./sandbox.ts";
+import { basicAuthHeaders, type OpencodeAuth } from "./server-auth.ts";
 
 export interface EmbeddedServerOptions {
   cwd: string; // project/workspace directory
   homeDir?: string; // sets HOME and XDG_* so state is isolated; default: leave the user's
   configContent?: object; // passed as OPENCODE_CONFIG_CONTENT
+  // The server and every tool the agent runs inherit its environment: an allowlist (see
+  // childEnv), the bot's variables named in passEnv (e.g. a provider's API key), then env.
+  passEnv?: readonly string[];
   env?: Record<string, string>;
+  // Basic auth the server demands (OPENCODE_SERVER_USERNAME/PASSWORD); its health check uses it too.
+  auth?: OpencodeAuth;
   port?: number; // default 0 = random
   readyTimeoutMs?: number; // default 20000
   onLog?: (line: string) => void;
   binary?: string; // default: resolved from the opencode-ai package
+  // Run inside bubblewrap with this view of the machine (see sandbox.ts); cwd and OpenCode's own
+  // state directories are added to the writable places.
+  sandbox?: SandboxLayout;
 }
 
 export interface EmbeddedServer {
@@ -85,10 +96,10 @@ function isolatedHome(homeDir: string): Record<string, string> {
   };
 }
 
-async function healthy(url: string, deadline: number, gaveUp: () => boolean): Promise<boolean> {
+async function healthy(url: string, headers: Record<string, string>, deadline: number, gaveUp: () => boolean): Promise<boolean> {
   while (Date.now() < deadline && !gaveUp()) {
     try {
-      const res = await fetch(new URL("/global/health", url), { signal: AbortSignal.timeout(Math.max(100, Math.min(3000, deadline - Date.now()))) });
+      const res = await fetch(new URL("/global/health", url), { headers, signal: AbortSignal.timeout(Math.max(100, Math.min(3000, deadline - Date.now()))) });
       if (res.ok) return true;
     } catch { /* retry */ }
     await new Promise((r) => setTimeout(r, 100));
@@ -101,18 +112,25 @@ export async function startEmbeddedOpencode(opts: EmbeddedServerOptions): Promis
   const binary = opts.binary ?? resolveOpencodeBinary();
   const port = opts.port ?? 0;
   const readyTimeoutMs = opts.readyTimeoutMs ?? 20_000;
-  const env: Record<string, string | undefined> = {
-    ...process.env,
-    OPENCODE_DISABLE_MODELS_FETCH: "1",
-    OPENCODE_DISABLE_AUTOUPDATE: "1",
-    OPENCODE_DISABLE_SHARE: "1",
-    OPENCODE_DISABLE_LSP_DOWNLOAD: "1",
-    ...(opts.homeDir ? isolatedHome(opts.homeDir) : {}),
-    ...(opts.configContent ? { OPENCODE_CONFIG_CONTENT: JSON.stringify(opts.configContent) } : {}),
-    ...opts.env,
-  };
+  const env = childEnv({
+    passEnv: opts.passEnv ?? [],
+    extra: {
+      OPENCODE_DISABLE_MODELS_FETCH: "1",
+      OPENCODE_DISABLE_AUTOUPDATE: "1",
+      OPENCODE_DISABLE_SHARE: "1",
+      OPENCODE_DISABLE_LSP_DOWNLOAD: "1",
+      ...(opts.homeDir ? isolatedHome(opts.homeDir) : {}),
+      ...(opts.configContent ? { OPENCODE_CONFIG_CONTENT: JSON.stringify(opts.configContent) } : {}),
+      ...opts.env,
+      ...(opts.auth ? { OPENCODE_SERVER_PASSWORD: opts.auth.password } : {}),
+      ...(opts.auth?.username !== undefined ? { OPENCODE_SERVER_USERNAME: opts.auth.username } : {}),
+    },
+  });
   const args = ["serve", "--port", String(port), "--hostname", "127.0.0.1", "--print-logs", "--log-level", "INFO"];
-  const child = spawn(binary, args, { cwd: opts.cwd, env, stdio: ["ignore", "pipe", "pipe"] });
+  const [command, commandArgs] = opts.sandbox
+    ? ["bwrap", bwrapArgs({ ...opts.sandbox, writable: [opts.cwd, ...opts.sandbox.writable, ...opencodeStateDirs(env)] }, binary, args)]
+    : [binary, args];
+  const child = spawn(command, commandArgs, { cwd: opts.cwd, env, stdio: ["ignore", "pipe", "pipe"] });
 
   const tail: string[] = [];
   let onListening: ((url: string) => void) | undefined;
@@ -158,7 +176,7 @@ export async function startEmbeddedOpencode(opts: EmbeddedServerOptions): Promis
   void exited.then(() => process.removeListener("exit", killOnExit));
 
   const failure = (why: string) =>
-    new Error(`opencode serve ${why} (binary ${binary}, cwd ${opts.cwd})\n--- last ${tail.length} log lines ---\n${tail.join("\n")}`);
+    new Error(`opencode serve ${why} (binary ${binary}${opts.sandbox ? ", in a bwrap sandbox" : ""}, cwd ${opts.cwd})\n--- last ${tail.length} log lines ---\n${tail.join("\n")}`);
 
   let timer: NodeJS.Timeout | undefined;
   const deadline = Date.now() + readyTimeoutMs;
@@ -170,7 +188,7 @@ export async function startEmbeddedOpencode(opts: EmbeddedServerOptions): Promis
       timer = setTimeout(() => reject(failure(`printed no "listening" line within ${readyTimeoutMs} ms`)), readyTimeoutMs);
     });
     onListening = undefined;
-    const ok = await Promise.race([healthy(url, deadline, () => exitCode !== undefined), exited.then(() => false)]);
+    const ok = await Promise.race([healthy(url, basicAuthHeaders(opts.auth), deadline, () => exitCode !== undefined), exited.then(() => false)]);
     if (!ok) throw failure(exitCode !== undefined ? `exited with code ${exitCode} during the health check` : `GET ${url}/global/health failed`);
 
     const stop = async () => {

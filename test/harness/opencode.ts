@@ -14,6 +14,7 @@ export interface TestOpencodeOptions {
   onLog?: (line: string) => void; // every server log line is also appended to <stateDir>/opencode.log
   readyTimeoutMs?: number;
   env?: Record<string, string>; // extra environment for the server (and the plugins it loads)
+  password?: string; // the server demands basic auth: this password, OpenCode's default user name
   // Default: a free port from freePort(). Not 0: `opencode serve --port 0` first tries 4096 and only then a
   // random port, so parallel test servers would fight over 4096 when they restart on "the same port".
   port?: number;
@@ -68,6 +69,7 @@ export async function startTestOpencode(opts: TestOpencodeOptions): Promise<Test
     cwd: opts.workspaceDir,
     homeDir: opts.stateDir,
     env: { ...opts.env, OPENCODE_CONFIG: configPath },
+    ...(opts.password === undefined ? {} : { auth: { password: opts.password } }),
     port,
     readyTimeoutMs: opts.readyTimeoutMs ?? 20_000,
     onLog: (line) => {

@@ -63,3 +63,18 @@ test("the example file is valid and documents every environment variable", () =>
   for (const { env } of envOverrides) assert.ok(text.includes(env), `${env} is not documented in ${example}`);
   assert.ok(parse(text));
 });
+
+test("opencode.passEnv names variables for the agent; the bot's own are refused, naming the key", () => {
+  const c = loadConfig({ file: minimal, env: { OPENCODE_PASS_ENV: "OPENAI_API_KEY, ANTHROPIC_API_KEY" } });
+  assert.deepEqual(c.opencode.passEnv, ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"]);
+  assert.deepEqual(loadConfig({ file: minimal, env: {} }).opencode.passEnv, []);
+  for (const name of ["MATRIX_ACCESS_TOKEN", "MATRIX_PASSWORD", "BOT_NOTIFY_TOKEN", "LETTA_API_TOKEN", "OPENCODE_SERVER_PASSWORD"]) {
+    assert.throws(() => loadConfig({ file: minimal, env: { OPENCODE_PASS_ENV: `OPENAI_API_KEY,${name}` } }), (e: Error) => {
+      assert.ok(e instanceof ConfigError);
+      assert.match(e.message, new RegExp(`opencode\\.passEnv\\.1 \\(from OPENCODE_PASS_ENV\\): ${name} is the bot's own setting or secret`));
+      return true;
+    });
+  }
+  assert.throws(() => loadConfig({ file: file("passenv.yaml", "matrix: { homeserverUrl: 'http://h', accessToken: 't' }\naccess: { allowedUsers: ['@a:x'] }\nopencode: { passEnv: ['BOT_NOTIFY_TOKEN'] }\n"), env: {} }),
+    /opencode\.passEnv\.0: BOT_NOTIFY_TOKEN is the bot's own/);
+});
