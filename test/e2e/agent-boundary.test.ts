@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { dirname, join } from "node:path";
 import { startTestOpencode, testOpencodeConfig, type TestOpencode } from "../harness/opencode.ts";
 import { loadStackInfo } from "../harness/stack.ts";
-import { TestEnv, splitFooter, waitForFinalReply } from "./env.ts";
+import { TestEnv, embeddedServerEnv, splitFooter, waitForFinalReply } from "./env.ts";
 
 // The agent is untrusted: a prompt injection makes it run any command. What it can reach from
 // the embedded server must not make it the bot (Matrix token or password), post as the bot
@@ -43,14 +43,7 @@ describe("the agent behind the embedded server", () => {
     env = await TestEnv.create({
       name: "boundary",
       botEnv: {
-        OPENCODE_SERVER_URL: "",
-        OPENCODE_WORKSPACE_DIR: workspace,
-        OPENCODE_CONFIG: configPath,
-        HOME: join(dir, "home"),
-        XDG_DATA_HOME: join(dir, "home", "data"),
-        XDG_CONFIG_HOME: join(dir, "home", "config"),
-        XDG_STATE_HOME: join(dir, "home", "state"),
-        XDG_CACHE_HOME: join(dir, "home", "cache"),
+        ...embeddedServerEnv(dir, workspace, configPath),
         ...botSecrets,
         BOUNDARY_PROVIDER_API_KEY: providerKey,
         BOUNDARY_OTHER_API_KEY: unnamedKey,

@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { testOpencodeConfig } from "../harness/opencode.ts";
 import { loadStackInfo } from "../harness/stack.ts";
-import { TestEnv, splitFooter, waitForFinalReply } from "./env.ts";
+import { TestEnv, embeddedServerEnv, splitFooter, waitForFinalReply } from "./env.ts";
 
 // The bot on its embedded default (no OpenCode URL: it runs its own `opencode serve`), and
 // rooms it cannot serve (end-to-end encrypted).
@@ -19,16 +19,7 @@ describe("the embedded OpenCode server", () => {
     writeFileSync(configPath, JSON.stringify(testOpencodeConfig(stack.model.baseUrl)));
     env = await TestEnv.create({
       name: "embed",
-      botEnv: {
-        OPENCODE_SERVER_URL: "",
-        OPENCODE_WORKSPACE_DIR: join(dir, "workspace"),
-        OPENCODE_CONFIG: configPath,
-        HOME: join(dir, "home"),
-        XDG_DATA_HOME: join(dir, "home", "data"),
-        XDG_CONFIG_HOME: join(dir, "home", "config"),
-        XDG_STATE_HOME: join(dir, "home", "state"),
-        XDG_CACHE_HOME: join(dir, "home", "cache"),
-      },
+      botEnv: embeddedServerEnv(dir, join(dir, "workspace"), configPath),
     });
   });
   after(async () => {

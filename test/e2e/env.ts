@@ -219,3 +219,18 @@ export function splitFooter(body: string): { text: string; footer: string } {
   const i = body.lastIndexOf("\n\n— ");
   return i < 0 ? { text: "", footer: body } : { text: body.slice(0, i), footer: body.slice(i + 2) };
 }
+
+/** Bot environment for the embedded server (no OpenCode URL): its workspace, an OpenCode config, and a home of its own under `dir`. */
+export function embeddedServerEnv(dir: string, workspace: string, opencodeConfig: string): Record<string, string> {
+  const home = join(dir, "home");
+  return {
+    OPENCODE_SERVER_URL: "",
+    OPENCODE_WORKSPACE_DIR: workspace,
+    OPENCODE_CONFIG: opencodeConfig,
+    HOME: home,
+    XDG_DATA_HOME: join(home, "data"),
+    XDG_CONFIG_HOME: join(home, "config"),
+    XDG_STATE_HOME: join(home, "state"),
+    XDG_CACHE_HOME: join(home, "cache"),
+  };
+}

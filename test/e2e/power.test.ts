@@ -7,7 +7,7 @@ import { createOpencodeClient } from "@opencode-ai/sdk/v2";
 import type { MatrixEvent } from "../harness/matrix-user.ts";
 import { startTestOpencode, testOpencodeConfig, type TestOpencode } from "../harness/opencode.ts";
 import { loadStackInfo } from "../harness/stack.ts";
-import { TestEnv, splitFooter, waitForFinalReply } from "./env.ts";
+import { TestEnv, embeddedServerEnv, splitFooter, waitForFinalReply } from "./env.ts";
 
 // Power features as the people in the room see them: fork, undo/redo, worktree/merge, the
 // durable queue, OpenCode's own commands, restarting the server. The project is a git
@@ -232,19 +232,11 @@ describe("restart-server on the embedded server", () => {
     const dir = mkdtempSync(join(stack.workDir, "restart-"));
     configPath = join(dir, "opencode.json");
     writeFileSync(configPath, JSON.stringify(testOpencodeConfig(stack.model.baseUrl)));
-    const home = join(dir, "home");
     embedded = await TestEnv.create({
       name: "restart",
       botEnv: {
         BOT_ADMINS: "@alice-restart-*:localhost",
-        OPENCODE_SERVER_URL: "",
-        OPENCODE_WORKSPACE_DIR: join(dir, "workspace"),
-        OPENCODE_CONFIG: configPath,
-        HOME: home,
-        XDG_DATA_HOME: join(home, "data"),
-        XDG_CONFIG_HOME: join(home, "config"),
-        XDG_STATE_HOME: join(home, "state"),
-        XDG_CACHE_HOME: join(home, "cache"),
+        ...embeddedServerEnv(dir, join(dir, "workspace"), configPath),
       },
     });
   });
