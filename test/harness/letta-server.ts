@@ -186,13 +186,19 @@ function chownTree(dir: string, user: PgUser | undefined): void {
   if (user) run("chown", ["-R", `${user.uid}:${user.gid}`, dir], { log: noop, what: "chown" });
 }
 
+/** setpriv (util-linux) can ask the kernel to kill its program when our process dies. */
+const hasSetpriv = process.platform === "linux" && spawnSync("setpriv", ["--version"], { stdio: "ignore" }).status === 0;
+
 function startPostgresProcess(inst: LettaInstall, dataDir: string, port: number, user: PgUser | undefined, logFile: string): ChildProcess {
-  const [cmd, args] = asUser(user, path.join(inst.pgBin, "postgres"), [
+  let [cmd, args] = asUser(user, path.join(inst.pgBin, "postgres"), [
     "-D", dataDir, "-h", "127.0.0.1", "-p", String(port), "-k", dataDir,
     // throwaway test data: durability off
     "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
     "-c", "max_connections=200", "-c", "shared_buffers=64MB",
   ]);
+  // A SIGKILLed parent (a test runner's timeout, a killed sandbox) runs no exit handler: the
+  // kernel stops postgres instead. setpriv sets that after switching user (a switch clears it).
+  if (hasSetpriv) [cmd, args] = cmd === "setpriv" ? [cmd, ["--pdeathsig=KILL", ...args]] : ["setpriv", ["--pdeathsig=KILL", "--", cmd, ...args]];
   const out = fs.openSync(logFile, "a");
   const child = spawn(cmd, args, { stdio: ["ignore", out, out] });
   fs.closeSync(out);
@@ -263,9 +269,12 @@ async function ensurePgTemplate(cacheDir: string, inst: LettaInstall, user: PgUs
 
 // ---------------------------------------------------------------- Letta
 
-/** Python prelude: loopback-only networking, no NLTK download, then Letta's own start_server(). */
+/** Python prelude: dies with its parent, loopback-only networking, no NLTK download, then Letta's own start_server(). */
 const LAUNCHER = String.raw`
-import sys, socket, ipaddress
+import sys, socket, ipaddress, ctypes, signal
+# Killed with its parent even when that parent is SIGKILLed (PR_SET_PDEATHSIG = 1, Linux only).
+try: ctypes.CDLL(None).prctl(1, signal.SIGKILL)
+except Exception: pass
 def _local(h):
     h = h.decode() if isinstance(h, bytes) else str(h)
     if h in ("localhost", "", "None"):
@@ -331,18 +340,28 @@ function lettaBaseEnv(home: string): NodeJS.ProcessEnv {
  */
 function pgReachable(inst: LettaInstall, cacheDir: string, user: PgUser | undefined, log: Log): { inst: LettaInstall; pgCacheDir: string } {
   if (!user) return { inst, pgCacheDir: cacheDir };
-  const [cmd, args] = asUser(user, path.join(inst.pgBin, "postgres"), ["--version"]);
-  if (spawnSync(cmd, args, { stdio: "ignore" }).status === 0) return { inst, pgCacheDir: cacheDir };
+  // Both must load their libraries and find themselves: `postgres --version` alone exits 0 while
+  // complaining "invalid binary … Permission denied", and initdb fails only at loading libpq.
+  const works = ["initdb", "postgres"].every((bin) => {
+    const [cmd, args] = asUser(user, path.join(inst.pgBin, bin), ["--version"]);
+    const r = spawnSync(cmd, args, { encoding: "utf8" });
+    return r.status === 0 && r.stderr.trim() === "";
+  });
+  if (works) return { inst, pgCacheDir: cacheDir };
   const shared = path.join(os.tmpdir(), `matrix-agent-bot-${INSTALL_KEY}-pg-${user.uid}`);
-  const pgBin = path.join(shared, "pginstall", "bin");
+  // The binaries find their libraries through RPATH $ORIGIN/../../../pgserver.libs: keep that layout.
+  const pginstall = path.dirname(inst.pgBin);
+  const sitePackages = path.dirname(path.dirname(pginstall));
+  const pgBin = path.join(shared, "pgserver", "pginstall", "bin");
   const marker = path.join(shared, ".copied");
   if (!fs.existsSync(marker)) {
     log(`the ${user.name} user cannot reach ${inst.pgBin} (private directory); copying PostgreSQL to ${shared}`);
     fs.rmSync(shared, { recursive: true, force: true });
     fs.mkdirSync(shared, { recursive: true, mode: 0o755 });
     fs.chmodSync(shared, 0o755);
-    fs.cpSync(path.dirname(inst.pgBin), path.join(shared, "pginstall"), { recursive: true });
-    run("chmod", ["-R", "a+rX", path.join(shared, "pginstall")], { log: noop, what: "chmod" });
+    fs.cpSync(pginstall, path.join(shared, "pgserver", "pginstall"), { recursive: true });
+    fs.cpSync(path.join(sitePackages, "pgserver.libs"), path.join(shared, "pgserver.libs"), { recursive: true });
+    run("chmod", ["-R", "a+rX", shared], { log: noop, what: "chmod" });
     fs.writeFileSync(marker, "ok\n");
   }
   return { inst: { ...inst, pgBin }, pgCacheDir: shared };
