@@ -71,7 +71,7 @@ export async function startTestOpencode(opts: TestOpencodeOptions): Promise<Test
     env: { ...opts.env, OPENCODE_CONFIG: configPath },
     ...(opts.password === undefined ? {} : { auth: { password: opts.password } }),
     port,
-    readyTimeoutMs: opts.readyTimeoutMs ?? 20_000,
+    readyTimeoutMs: opts.readyTimeoutMs ?? 60_000, // a cold start on a busy 2-core machine took over 20 s
     onLog: (line) => {
       logFile.write(line + "\n");
       opts.onLog?.(line);
