@@ -61,7 +61,7 @@ export function parseSendArgs(argv: string[]): SendArgs | undefined {
     prompt,
     thread: values.thread,
     session: values.session,
-    notifyOnly: values["notify-only"] ?? false,
+    notifyOnly: values["notify-only"],
     at: values.at,
     config: values.config,
   };

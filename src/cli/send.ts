@@ -4,7 +4,7 @@
 // it goes into the bot's SQLite database, which the running bot polls. The message in the room
 // is for the people there; it becomes the thread the answer streams into.
 import { ConfigError, loadConfig } from "../config/load.ts";
-import type { MessageContent } from "../matrix/content.ts";
+import { FetchClient } from "../matrix/fetch-client.ts";
 import { occurrenceTxnId, promptMessage, scheduledNotice } from "../schedule/messages.ts";
 import { ScheduleStore } from "../schedule/store.ts";
 import { ScheduleError, formatTime, parseWhen } from "../schedule/when.ts";
@@ -15,44 +15,13 @@ import { CliUsageError, parseSendArgs, sendUsage, type SendArgs } from "./args.t
 
 class Failure extends Error {}
 
-/** The few client-server calls the CLI needs, with the homeserver's rate limits honoured. */
-function homeserver(baseUrl: string, token: string) {
-  const call = async (method: string, path: string, body?: unknown): Promise<Record<string, unknown>> => {
-    for (let attempt = 1; ; attempt++) {
-      const res = await fetch(new URL(path, baseUrl), {
-        method,
-        headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
-      const json = (await res.json().catch(() => ({}))) as Record<string, unknown>;
-      if (res.status === 429 && attempt < 6) {
-        await new Promise((r) => setTimeout(r, Number(json.retry_after_ms ?? 1000)));
-        continue;
-      }
-      if (!res.ok) throw new Failure(`${method} ${path.split("?")[0]} failed: HTTP ${res.status} ${String(json.errcode ?? "")} ${String(json.error ?? "")}`.trim());
-      return json;
-    }
-  };
-  return {
-    async resolveRoom(room: string): Promise<string> {
-      if (room.startsWith("!")) return room;
-      const res = await call("GET", `/_matrix/client/v3/directory/room/${encodeURIComponent(room)}`);
-      return String(res.room_id);
-    },
-    async put(roomId: string, txnId: string, content: MessageContent): Promise<string> {
-      const res = await call("PUT", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${encodeURIComponent(txnId)}`, content);
-      return String(res.event_id);
-    },
-  };
-}
-
 async function send(args: SendArgs): Promise<string> {
   const config = loadConfig({ file: args.config });
   const db = openDatabase(config.database.path);
   try {
     // matrix-bot-sdk (slow to load, noisy) only for a password login.
     const token = config.matrix.accessToken ?? (await (await import("../matrix/bot-client.ts")).resolveAccessToken(config.matrix, new KeyValue(db)));
-    const hs = homeserver(config.matrix.homeserverUrl, token);
+    const hs = new FetchClient(config.matrix.homeserverUrl, token);
     const roomId = await hs.resolveRoom(args.room);
     const when = parseWhen(args.at, Date.now(), config.schedule.timezone);
     const threads = new ThreadStore(db);
@@ -77,14 +46,14 @@ async function send(args: SendArgs): Promise<string> {
     });
     const row = store.get(id)!;
     if (!now) {
-      await hs.put(roomId, `sched-notice.${row.createdAt}.${id}`, scheduledNotice(row, threadRoot)).catch((err: unknown) => {
+      await hs.sendMessage(roomId, `sched-notice.${row.createdAt}.${id}`, scheduledNotice(row, threadRoot)).catch((err: unknown) => {
         process.stderr.write(`warning: scheduled, but the notice in the room failed: ${(err as Error).message}\n`);
       });
       return `#${id} scheduled for ${formatTime(row.dueAt)}${row.cron ? ` (cron ${row.cron}, ${config.schedule.timezone})` : ""} in ${roomId}`;
     }
     let eventId: string;
     try {
-      eventId = await hs.put(roomId, occurrenceTxnId(row), promptMessage(row, threadRoot));
+      eventId = await hs.sendMessage(roomId, occurrenceTxnId(row), promptMessage(row, threadRoot));
     } catch (err) {
       store.delete(id);
       throw err;

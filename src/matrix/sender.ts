@@ -1,27 +1,7 @@
 import type { MatrixClient } from "matrix-bot-sdk";
 import type { Logger } from "../log.ts";
 import type { MessageContent, ThreadTarget } from "./content.ts";
-
-export class RateLimitedError extends Error {
-  override name = "RateLimitedError";
-  readonly retryAfterMs: number;
-  /** True when the homeserver was not asked: an earlier 429 of the same account still applies. */
-  readonly local: boolean;
-  constructor(retryAfterMs: number, local = false) {
-    super(`rate limited by the homeserver for ${retryAfterMs} ms`);
-    this.retryAfterMs = retryAfterMs;
-    this.local = local;
-  }
-}
-
-/** The wait a homeserver asked for, if `err` is an M_LIMIT_EXCEEDED (matrix-bot-sdk does not retry those). */
-export function rateLimitDelay(err: unknown): number | undefined {
-  if (typeof err !== "object" || err === null) return undefined;
-  const e = err as { errcode?: string; retryAfterMs?: number; body?: { errcode?: string; retry_after_ms?: number }; statusCode?: number };
-  const code = e.errcode ?? e.body?.errcode;
-  if (code !== "M_LIMIT_EXCEEDED" && e.statusCode !== 429) return undefined;
-  return e.retryAfterMs ?? e.body?.retry_after_ms ?? 1000;
-}
+import { RateLimitGate } from "./rate-limit.ts";
 
 export interface SendCounters {
   requests: number;
@@ -29,8 +9,6 @@ export interface SendCounters {
   /** Edits (m.replace) that reached the homeserver. */
   edits: number;
 }
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
  * All of the bot's writes to Matrix go through here: one place that counts requests and
@@ -40,50 +18,41 @@ export class MatrixSender {
   readonly counters: SendCounters = { requests: 0, rateLimited: 0, edits: 0 };
   private readonly client: MatrixClient;
   private readonly log: Logger;
-  private readonly onRateLimited: (() => void) | undefined;
-  /**
-   * Until when the homeserver asked the bot to wait. The limit is per account, so every send
-   * honours it, not only the one that got the 429: otherwise each streaming reply would learn
-   * of the limit by a 429 of its own.
-   */
-  private notBefore = 0;
+  /** The account's rate limits: a 429 holds back every send of the bot, not only its own. */
+  private readonly gate: RateLimitGate;
 
   constructor(client: MatrixClient, log: Logger, onRateLimited?: () => void) {
     this.client = client;
     this.log = log;
-    this.onRateLimited = onRateLimited;
+    this.gate = new RateLimitGate({
+      maxRetries: 20,
+      onRateLimited: () => {
+        this.counters.rateLimited++;
+        onRateLimited?.();
+      },
+    });
   }
 
   /**
    * Sends an event. With `retry` (the default) a 429 is waited out and the same content sent
    * again; without it the caller gets a RateLimitedError and decides what to send next
-   * (a streaming edit sends its newest state instead of a stale one).
+   * (a streaming edit sends its newest state instead of a stale one). With `txnId` the
+   * homeserver drops a repeat of the same send (the scheduler's, across restarts).
    */
-  async send(roomId: string, content: MessageContent, opts: { type?: string; retry?: boolean } = {}): Promise<string> {
+  async send(roomId: string, content: MessageContent, opts: { type?: string; retry?: boolean; txnId?: string } = {}): Promise<string> {
     const type = opts.type ?? "m.room.message";
-    for (let attempt = 0; ; attempt++) {
-      const pending = this.notBefore - Date.now();
-      if (pending > 0) {
-        if (opts.retry === false) throw new RateLimitedError(pending, true);
-        await sleep(pending);
-      }
-      this.counters.requests++;
-      try {
-        const id = await this.client.sendEvent(roomId, type, content);
-        if ((content["m.relates_to"] as { rel_type?: string } | undefined)?.rel_type === "m.replace") this.counters.edits++;
-        return id;
-      } catch (err) {
-        const wait = rateLimitDelay(err);
-        if (wait === undefined) throw err;
-        this.counters.rateLimited++;
-        this.onRateLimited?.();
-        this.notBefore = Math.max(this.notBefore, Date.now() + wait);
-        if (opts.retry === false) throw new RateLimitedError(wait);
-        if (attempt >= 20) throw err;
-        this.log.warn({ roomId, waitMs: wait }, "homeserver rate limit; waiting");
-        await sleep(wait);
-      }
-    }
+    const { txnId } = opts;
+    const id = await this.gate.run(
+      () => {
+        this.counters.requests++;
+        if (txnId === undefined) return this.client.sendEvent(roomId, type, content);
+        const path = `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/${encodeURIComponent(type)}/${encodeURIComponent(txnId)}`;
+        return (this.client.doRequest("PUT", path, null, content) as Promise<{ event_id: string }>).then((r) => r.event_id);
+      },
+      { retry: opts.retry ?? true, onWait: (waitMs) => this.log.warn({ roomId, waitMs }, "homeserver rate limit; waiting") },
+    );
+    if ((content["m.relates_to"] as { rel_type?: string } | undefined)?.rel_type === "m.replace") this.counters.edits++;
+    return id;
   }
 
   /** Uploads `data` and posts it as an m.file in a thread: for answers and diffs too long for chat. */

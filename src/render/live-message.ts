@@ -1,6 +1,7 @@
 import type { Logger } from "../log.ts";
 import { editMessage, threadMessage, type ThreadTarget } from "../matrix/content.ts";
-import { RateLimitedError, type MatrixSender } from "../matrix/sender.ts";
+import { RateLimitedError } from "../matrix/rate-limit.ts";
+import type { MatrixSender } from "../matrix/sender.ts";
 
 export interface LiveMessageOptions {
   sender: Pick<MatrixSender, "send">;

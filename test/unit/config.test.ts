@@ -78,3 +78,23 @@ test("opencode.passEnv names variables for the agent; the bot's own are refused,
   assert.throws(() => loadConfig({ file: file("passenv.yaml", "matrix: { homeserverUrl: 'http://h', accessToken: 't' }\naccess: { allowedUsers: ['@a:x'] }\nopencode: { passEnv: ['BOT_NOTIFY_TOKEN'] }\n"), env: {} }),
     /opencode\.passEnv\.0: BOT_NOTIFY_TOKEN is the bot's own/);
 });
+
+test("a file with only the required keys parses to every default, each section its own object", () => {
+  const c = loadConfig({ file: minimal, env: {} });
+  // The whole result, as it was when each section also repeated its keys' defaults.
+  assert.deepEqual(c, {
+    matrix: { homeserverUrl: "http://127.0.0.1:8008", accessToken: "tok", deviceName: "agent-bot" },
+    access: { allowedUsers: ["@a:x"], admins: [], strangerNoticeIntervalMs: 600_000 },
+    commands: { prefix: "!oc" },
+    opencode: { workspaceDir: "./workspace", healthCheckIntervalMs: 5000, maxRetries: 3, retryDelayMs: 1000, passEnv: [], sandbox: "auto" },
+    letta: { prefix: "!letta", maxRetries: 3, retryDelayMs: 1000, timeoutMs: 60_000 },
+    rendering: { editWindowMs: 1000, completionNoticeAfterMs: 15000 },
+    database: { path: "./data/bot.db" },
+    http: { port: 8080, host: "127.0.0.1" },
+    notify: { perTokenPerMinute: 30, perSessionPerMinute: 10 },
+    schedule: { pollIntervalMs: 1000, timezone: "UTC" },
+    log: { level: "info" },
+  });
+  // A shared default object would carry one parse's changes into the next.
+  assert.notEqual(loadConfig({ file: minimal, env: {} }).opencode.passEnv, c.opencode.passEnv);
+});

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { pino } from "pino";
 import { LiveMessage } from "../../src/render/live-message.ts";
-import { RateLimitedError } from "../../src/matrix/sender.ts";
+import { RateLimitedError } from "../../src/matrix/rate-limit.ts";
 import type { MessageContent } from "../../src/matrix/content.ts";
 
 // A homeserver stand-in that records what arrives and can answer 429: the one fault a unit
