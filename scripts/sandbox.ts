@@ -1,24 +1,24 @@
-// `npm run sandbox [-- [--scripted] [--keep]]`: a complete local playground for newcomers.
+// `npm run sandbox [-- [--scripted [--letta]] [--keep]]`: a complete local playground for newcomers.
 // Boots Synapse from the project's venv (installing it the first time, with progress), registers
 // the bot and a human account, creates a room with both, starts OpenCode and the bot, prints how
 // to log in with Element or any Matrix client, and runs until Ctrl-C, then stops everything and
 // removes its state (.cache/sandbox/run-<pid>/).
 //   --scripted  OpenCode talks to the offline scripted model of the tests (no provider account needed)
 //               instead of the bot's embedded `opencode serve` with your own provider configuration
+//   --letta     also a Letta server (scripts/sandbox-letta.ts) with an agent for `!letta`; needs --scripted
 //   --keep      leave the state directory (workspace, logs, databases) in place on exit
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createWriteStream, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { envOverrides } from "../src/config/load.ts";
 import { isBotOnlyVariable } from "../src/process/child-env.ts";
 import { waitFor } from "../test/harness/net.ts";
 import { startTestOpencode } from "../test/harness/opencode.ts";
 import { startScriptedModel } from "../test/harness/scripted-model.ts";
 import { SYNAPSE_VERSION, ensureSynapseInstalled, registerUser, startSynapse } from "../test/harness/synapse.ts";
+import { startBot } from "./sandbox-bot.ts";
+import { LETTA_NEEDS_SCRIPTED, startSandboxLetta } from "./sandbox-letta.ts";
 
 const repoDir = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const cacheDir = join(repoDir, ".cache");
@@ -26,22 +26,29 @@ const sandboxRoot = join(cacheDir, "sandbox");
 const args = new Set(process.argv.slice(2));
 const scripted = args.has("--scripted");
 const keep = args.has("--keep");
+const letta = args.has("--letta");
 
 if (args.has("--help") || args.has("-h")) {
   process.stdout.write(`${readHeader()}\n`);
   process.exit(0);
 }
-const unknown = [...args].filter((a) => !["--scripted", "--keep"].includes(a));
+const unknown = [...args].filter((a) => !["--scripted", "--letta", "--keep"].includes(a));
 if (unknown.length > 0) {
   process.stderr.write(`sandbox: unknown option ${unknown.join(" ")} (try --help)\n`);
+  process.exit(2);
+}
+if (letta && !scripted) {
+  process.stderr.write(LETTA_NEEDS_SCRIPTED);
   process.exit(2);
 }
 
 function readHeader(): string {
   return [
-    "npm run sandbox [-- [--scripted] [--keep]]",
+    "npm run sandbox [-- [--scripted [--letta]] [--keep]]",
     "  Starts Synapse, OpenCode and the bot on 127.0.0.1 and prints Matrix login details.",
     "  --scripted  use the offline scripted model instead of your own OpenCode provider configuration",
+    "  --letta     also start a Letta server (installed into .cache/letta-venv the first time, about 90 s)",
+    "              with an agent that answers `!letta <message>` from the scripted model; needs --scripted",
     "  --keep      keep .cache/sandbox/run-<pid>/ (workspace, logs, databases) after Ctrl-C",
   ].join("\n");
 }
@@ -132,60 +139,6 @@ const checkpoint = (): void => {
   if (stopping) throw new Interrupted();
 };
 
-// ---- the bot: `node src/main.ts`, configured by environment, its log in a file ----
-interface BotHandle { child: ChildProcess; exited: Promise<string>; httpPort: number; userId: string; logPath: string }
-
-function startBot(env: Record<string, string>, logPath: string, timeoutMs: number): Promise<BotHandle> {
-  // Config overrides from the caller's shell must not leak into the sandbox's bot.
-  const base: Record<string, string | undefined> = { ...process.env };
-  for (const { env: name } of envOverrides) delete base[name];
-  const child = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", join(repoDir, "src/main.ts")], {
-    cwd: repoDir,
-    env: { ...base, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  const exited = new Promise<string>((res) => child.once("exit", (code, sig) => res(sig ? `signal ${sig}` : `code ${code}`)));
-  onCleanup({
-    name: `bot (pid ${child.pid})`,
-    stop: async () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-      await exited;
-    },
-    kill: () => void child.kill("SIGKILL"),
-  });
-  const log = createWriteStream(logPath, { flags: "a" });
-  const tail: string[] = [];
-  return new Promise((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`the bot was not ready within ${timeoutMs / 1000} s; see ${rel(logPath)}`)), timeoutMs);
-    for (const stream of [child.stdout, child.stderr]) {
-      createInterface({ input: stream }).on("line", (line) => {
-        log.write(`${line}\n`);
-        tail.push(line);
-        if (tail.length > 20) tail.shift();
-        let entry: { level?: number; msg?: string; httpPort?: number; userId?: string; err?: { message?: string } } | undefined;
-        try {
-          entry = line.startsWith("{") ? JSON.parse(line) : undefined;
-        } catch { /* not JSON */ }
-        if (stopping) return; // shutdown noise (a sync cut off by Synapse stopping) stays in the log file
-        if (!entry) {
-          // Node's own warnings (deprecations in dependencies) stay in the log file.
-          if (line.trim() && !/^\(node:\d+\)|^\(Use `node --trace/.test(line)) say(`bot │ ${line}`);
-          return;
-        }
-        if ((entry.level ?? 0) >= 40) say(`bot │ ${entry.level! >= 50 ? "ERROR" : "WARN"} ${entry.msg ?? ""}${entry.err?.message ? `: ${entry.err.message}` : ""}`);
-        if (entry.msg === "bot ready") {
-          clearTimeout(timer);
-          res({ child, exited, httpPort: Number(entry.httpPort), userId: String(entry.userId), logPath });
-        }
-      });
-    }
-    void exited.then((how) => {
-      clearTimeout(timer);
-      rej(new Error(`the bot exited (${how}) before it was ready. Last lines:\n${tail.join("\n")}`));
-    });
-  });
-}
-
 async function matrix<T>(baseUrl: string, token: string, method: string, path: string, body?: unknown): Promise<T> {
   const res = await fetch(`${baseUrl}${path}`, {
     method,
@@ -207,7 +160,7 @@ function hasOwnOpencodeConfig(): boolean {
 }
 
 async function main(): Promise<void> {
-  say(`state in ${rel(runDir)}; OpenCode: ${scripted ? "scripted offline model (--scripted)" : "your own provider configuration"}`);
+  say(`state in ${rel(runDir)}; OpenCode: ${scripted ? "scripted offline model (--scripted)" : "your own provider configuration"}${letta ? "; Letta too (--letta)" : ""}`);
 
   // 1. Synapse: install into the project's venv the first time (with progress), then boot.
   const synapseP = (async () => {
@@ -230,11 +183,17 @@ async function main(): Promise<void> {
   })();
   synapseP.catch(() => {}); // awaited below
 
-  // 2. In --scripted mode, the scripted model and a test OpenCode server, beside Synapse.
-  const opencodeP = (async () => {
+  // 2. In --scripted mode, the scripted model and a test OpenCode server (and Letta), beside Synapse.
+  const modelP = (async () => {
     if (!scripted) return undefined;
     const model = await startScriptedModel();
     onCleanup({ name: "scripted model", stop: () => model.close(), kill: () => {} });
+    return model;
+  })();
+  modelP.catch(() => {});
+  const opencodeP = (async () => {
+    const model = await modelP;
+    if (!model) return undefined;
     const tOc = performance.now();
     const opencode = await startTestOpencode({ workspaceDir, stateDir: join(runDir, "opencode-state"), modelBaseUrl: model.baseUrl });
     onCleanup({ name: `opencode (pid ${opencode.pid})`, stop: () => opencode.stop(), kill: () => opencode.kill("SIGKILL") });
@@ -242,6 +201,15 @@ async function main(): Promise<void> {
     return opencode;
   })();
   opencodeP.catch(() => {});
+  const lettaP = (async () => {
+    const model = await modelP;
+    if (!letta || !model) return undefined;
+    return startSandboxLetta({
+      cacheDir, workDir: join(runDir, "letta"), modelBaseUrl: model.baseUrl, say, rel, checkpoint,
+      onStarted: (name, stop, kill) => onCleanup({ name, stop, kill }),
+    });
+  })();
+  lettaP.catch(() => {});
 
   const synapse = await synapseP;
   checkpoint();
@@ -256,12 +224,13 @@ async function main(): Promise<void> {
   const { room_id: roomId } = await matrix<{ room_id: string }>(synapse.baseUrl, human.accessToken, "POST", "/_matrix/client/v3/createRoom", {
     preset: "private_chat",
     name: "OpenCode sandbox",
-    topic: `Write "${prefix} <prompt>" to start an OpenCode session; answers come in a thread. "${prefix} help" lists the commands.`,
+    topic: `Write "${prefix} <prompt>" to start an OpenCode session${letta ? ', "!letta <message>" to talk to a Letta agent' : ""}; answers come in a thread. "${prefix} help" lists the commands.`,
     invite: [botAccount.userId],
   });
   say(`registered ${human.userId} and ${botAccount.userId}; created room ${roomId}`);
 
   const opencode = await opencodeP;
+  const lettaServer = await lettaP;
   checkpoint();
   if (!scripted && !hasOwnOpencodeConfig()) {
     say("note: no OpenCode configuration found (~/.config/opencode, ~/.local/share/opencode/auth.json);");
@@ -276,6 +245,7 @@ async function main(): Promise<void> {
     MATRIX_HOMESERVER_URL: synapse.baseUrl,
     MATRIX_ACCESS_TOKEN: botAccount.accessToken,
     BOT_ALLOWED_USERS: human.userId,
+    BOT_ADMINS: human.userId, // the sandbox's only user is its operator too (`!letta new`, `!oc restart-server`)
     BOT_COMMAND_PREFIX: prefix,
     OPENCODE_WORKSPACE_DIR: workspaceDir,
     BOT_DATABASE_PATH: join(runDir, "bot", "bot.db"),
@@ -284,12 +254,16 @@ async function main(): Promise<void> {
     BOT_EDIT_WINDOW_MS: "500",
     LOG_LEVEL: "info",
     ...(opencode ? { OPENCODE_SERVER_URL: opencode.url } : {}),
+    ...lettaServer?.botEnv,
     // The embedded OpenCode sees no variable of the bot's environment it is not told to: pass
     // the provider API keys of this shell.
     ...(opencode || providerKeys.length === 0 ? {} : { OPENCODE_PASS_ENV: providerKeys.join(",") }),
   };
   // The embedded OpenCode may need to install its provider packages on the first start.
-  const bot = await startBot(botEnv, join(runDir, "bot.log"), opencode ? 60_000 : 180_000);
+  const bot = await startBot({
+    env: botEnv, logPath: join(runDir, "bot.log"), timeoutMs: opencode ? 60_000 : 180_000,
+    repoDir, say, rel, onCleanup, isStopping: () => stopping,
+  });
   checkpoint();
   await waitFor(async () => {
     const r = await matrix<{ joined: Record<string, unknown> }>(synapse.baseUrl, human.accessToken, "GET", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/joined_members`);
@@ -301,6 +275,7 @@ async function main(): Promise<void> {
   const login = {
     homeserverUrl: synapse.baseUrl, userId: human.userId, username: "you", password, roomId,
     botUserId: botAccount.userId, botHealthUrl: `http://127.0.0.1:${bot.httpPort}/health`, stateDir: runDir, scripted,
+    ...(lettaServer ? { letta: { baseUrl: lettaServer.baseUrl, agent: lettaServer.agentName, agentId: lettaServer.agentId } } : {}),
   };
   writeFileSync(join(runDir, "login.json"), JSON.stringify(login, null, 2));
   const example = scripted ? `${prefix} say hello   (the scripted model answers "Echo: say hello")` : `${prefix} Create hello.py that prints hello`;
@@ -319,8 +294,9 @@ async function main(): Promise<void> {
     " Synapse listens on 127.0.0.1 only: use a client on this machine.",
     "",
     ` In the room write:  ${example}`,
+    ...(lettaServer ? [`               or:  ${lettaServer.example}`] : []),
     ` Bot:     ${login.botUserId}, health at ${login.botHealthUrl}`,
-    ` Logs:    ${rel(bot.logPath)}, ${rel(join(runDir, "synapse", "homeserver.log"))}${opencode ? `, ${rel(join(runDir, "opencode-state", "opencode.log"))}` : ""}`,
+    ` Logs:    ${rel(bot.logPath)}, ${rel(join(runDir, "synapse", "homeserver.log"))}${opencode ? `, ${rel(join(runDir, "opencode-state", "opencode.log"))}` : ""}${lettaServer ? `, ${rel(lettaServer.logPath)}` : ""}`,
     ` Files:   the agent works in ${rel(workspaceDir)}`,
     ` Ctrl-C stops everything${keep ? "" : ` and removes ${rel(runDir)} (--keep to keep it)`}.`,
     line,

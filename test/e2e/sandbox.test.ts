@@ -6,24 +6,34 @@ import { join } from "node:path";
 import { MatrixTestUser, type MatrixEvent } from "../harness/matrix-user.ts";
 import { repoDir } from "../harness/stack.ts";
 
-// What a newcomer does: `npm run sandbox -- --scripted`, log in with the printed details, write to
-// the bot in the printed room, read the streamed answer, press Ctrl-C. The sandbox brings its own
-// Synapse, OpenCode and bot, so this file does not use the shared stack of test/run.ts.
+// What a newcomer does: `npm run sandbox -- --scripted --letta`, log in with the printed details,
+// write to OpenCode and to Letta in the printed room, read the streamed answers, press Ctrl-C. The
+// sandbox brings its own Synapse, OpenCode, Letta and bot, so this file does not use the shared
+// stack of test/run.ts (nor its Letta: .ci/run has installed the venv, so Letta only boots here).
 // The command is the package.json script itself, run without npm in between: npm answers a Ctrl-C
 // by re-raising SIGINT on itself, which would hide the sandbox's own exit code.
 
-const READY_TIMEOUT_MS = 180_000; // a first run installs Synapse; test/run.ts has done that already
+const READY_TIMEOUT_MS = 240_000; // a first run installs Synapse (test/run.ts has done that) and Letta (.ci/run)
 const sandboxScript = (JSON.parse(readFileSync(join(repoDir, "package.json"), "utf8")) as { scripts: Record<string, string> }).scripts.sandbox;
 
 let child: ChildProcess | undefined;
 let output = "";
-after(() => {
-  // Only if an assertion failed half-way: do not leave the sandbox running.
-  if (child?.pid && child.exitCode === null && child.signalCode === null) {
+after(async () => {
+  // Only if an assertion failed half-way: do not leave the sandbox running. Ctrl-C first, so that
+  // it removes what it made outside its state directory too (Letta's PostgreSQL data in /tmp).
+  const c = child;
+  if (!c?.pid || c.exitCode !== null || c.signalCode !== null) return;
+  const gone = new Promise<void>((resolve) => c.once("exit", () => resolve()));
+  const signal = (sig: NodeJS.Signals): void => {
     try {
-      process.kill(-child.pid, "SIGKILL");
+      process.kill(-c.pid!, sig);
     } catch { /* gone */ }
-  }
+  };
+  signal("SIGINT");
+  const timer = setTimeout(() => signal("SIGKILL"), 30_000);
+  await gone;
+  clearTimeout(timer);
+  signal("SIGKILL"); // anything of the group that outlived the sandbox
 });
 
 function waitForOutput(re: RegExp, timeoutMs: number): Promise<RegExpExecArray> {
@@ -92,17 +102,72 @@ function running(pid: number): boolean {
 
 const isFinal = (body: string): boolean => /\n— \S.*$/.test(body) || body.startsWith("— ");
 
-test("`npm run sandbox -- --scripted` prints working login details, the bot answers in the room, Ctrl-C cleans up", { timeout: READY_TIMEOUT_MS + 120_000 }, async (t) => {
+/** Sends `text` into the room and waits for the final version (with its footer) of the bot's threaded reply. */
+async function ask(me: MatrixTestUser, roomId: string, botUserId: string, text: string): Promise<{ body: string; editCount: number; seconds: number }> {
+  const sentAt = performance.now();
+  const root = await me.sendText(roomId, text);
+  const first = await me.waitForRoomEvent({
+    roomId,
+    sender: botUserId,
+    type: "m.room.message",
+    match: (e) => {
+      const rel = e.content["m.relates_to"] as { rel_type?: string; event_id?: string } | undefined;
+      return rel?.rel_type === "m.thread" && rel.event_id === root;
+    },
+    description: `the bot's reply in a thread on ${text}`,
+    timeoutMs: 60_000,
+  });
+  const bodyOf = (e: MatrixEvent): string | undefined => {
+    const rel = e.content["m.relates_to"] as { rel_type?: string; event_id?: string } | undefined;
+    if (e.event_id === first.event_id) return e.content.body as string;
+    if (rel?.rel_type === "m.replace" && rel.event_id === first.event_id) return (e.content["m.new_content"] as { body: string }).body;
+    return undefined;
+  };
+  await me.waitForRoomEvent({
+    roomId,
+    sender: botUserId,
+    match: (e) => {
+      const body = bodyOf(e);
+      return body !== undefined && isFinal(body);
+    },
+    description: `the final version of the reply to ${text} (with its footer)`,
+    timeoutMs: 60_000,
+  });
+  const latest = await me.latestBody(roomId, first.event_id);
+  return { ...latest, seconds: (performance.now() - sentAt) / 1000 };
+}
+
+function runSandbox(args: string[]): ChildProcess {
+  // Own process group, so that a SIGINT to it reaches the whole tree as a terminal's Ctrl-C does.
+  const c = spawn(process.execPath, args, { cwd: repoDir, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  c.stdout?.setEncoding("utf8");
+  c.stderr?.setEncoding("utf8");
+  c.stdout?.on("data", (d: string) => void (output += d));
+  c.stderr?.on("data", (d: string) => void (output += d));
+  return c;
+}
+
+const sandboxArgs = (): string[] => {
   assert.ok(sandboxScript, "package.json has a sandbox script");
   const [cmd, ...args] = sandboxScript.split(/\s+/);
   assert.equal(cmd, "node");
+  return args;
+};
+
+test("`npm run sandbox -- --letta` without --scripted says plainly that it needs --scripted", async () => {
+  output = "";
+  child = runSandbox([...sandboxArgs(), "--letta"]);
+  const code = await new Promise<number | null>((resolve) => child!.once("close", (c) => resolve(c)));
+  assert.equal(code, 2);
+  assert.match(output, /^sandbox: --letta needs --scripted: `npm run sandbox -- --scripted --letta`\.$/m);
+  assert.match(output, /cut off from the network and answers from the offline scripted model/);
+});
+
+test("`npm run sandbox -- --scripted --letta` prints working login details, OpenCode and Letta answer in the room, Ctrl-C cleans up", { timeout: READY_TIMEOUT_MS + 180_000 }, async (t) => {
+  const args = sandboxArgs();
   const t0 = performance.now();
-  // Own process group, so that the SIGINT below reaches the whole tree as a terminal's Ctrl-C does.
-  child = spawn(process.execPath, [...args, "--scripted"], { cwd: repoDir, detached: true, stdio: ["ignore", "pipe", "pipe"] });
-  child.stdout?.setEncoding("utf8");
-  child.stderr?.setEncoding("utf8");
-  child.stdout?.on("data", (d: string) => void (output += d));
-  child.stderr?.on("data", (d: string) => void (output += d));
+  output = "";
+  child = runSandbox([...args, "--scripted", "--letta"]);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child!.once("exit", (code, signal) => resolve({ code, signal })));
 
@@ -120,9 +185,11 @@ test("`npm run sandbox -- --scripted` prints working login details, the bot answ
   const roomId = field(/Room:\s+(!\S+)/);
   const botUserId = field(/Bot:\s+(@[^,\s]+)/);
   const stateDir = join(repoDir, field(/state in (\S+);/));
-  t.diagnostic(`sandbox ready after ${(readyMs / 1000).toFixed(1)} s: ${homeserverUrl} ${userId} ${roomId}`);
+  const lettaLine = /Letta ready at \S+ with agent "sandbox-agent" .* in (\S+ s)/.exec(output);
+  t.diagnostic(`sandbox ready after ${(readyMs / 1000).toFixed(1)} s (Letta started in ${lettaLine?.[1] ?? "?"}): ${homeserverUrl} ${userId} ${roomId}`);
+  assert.match(output, /or:\s+!letta say hello\s+\(agent "sandbox-agent" on Letta at http:\/\/127\.0\.0\.1:\d+ answers "Echo: say hello"\)/);
   const tree = descendants(child.pid!);
-  assert.ok(tree.length >= 3, `synapse, opencode and the bot run below the sandbox (found ${tree.length})`);
+  assert.ok(tree.length >= 5, `synapse, opencode, letta, its postgres and the bot run below the sandbox (found ${tree.length})`);
 
   // Log in as a Matrix client would, with the user name and password.
   const res = await fetch(`${homeserverUrl}/_matrix/client/v3/login`, {
@@ -137,38 +204,16 @@ test("`npm run sandbox -- --scripted` prints working login details, the bot answ
   const me = new MatrixTestUser(homeserverUrl, { userId: login.user_id, accessToken: login.access_token });
   try {
     await me.startSync();
-    const sentAt = performance.now();
-    const root = await me.sendText(roomId, "!oc say hello sandbox");
-    const first = await me.waitForRoomEvent({
-      roomId,
-      sender: botUserId,
-      type: "m.room.message",
-      match: (e) => {
-        const rel = e.content["m.relates_to"] as { rel_type?: string; event_id?: string } | undefined;
-        return rel?.rel_type === "m.thread" && rel.event_id === root;
-      },
-      description: "the bot's reply in a thread on the prompt",
-      timeoutMs: 60_000,
-    });
-    const bodyOf = (e: MatrixEvent): string | undefined => {
-      const rel = e.content["m.relates_to"] as { rel_type?: string; event_id?: string } | undefined;
-      if (e.event_id === first.event_id) return e.content.body as string;
-      if (rel?.rel_type === "m.replace" && rel.event_id === first.event_id) return (e.content["m.new_content"] as { body: string }).body;
-      return undefined;
-    };
-    await me.waitForRoomEvent({
-      roomId,
-      sender: botUserId,
-      match: (e) => {
-        const body = bodyOf(e);
-        return body !== undefined && isFinal(body);
-      },
-      description: "the final version of the reply (with its footer)",
-      timeoutMs: 60_000,
-    });
-    const latest = await me.latestBody(roomId, first.event_id);
-    t.diagnostic(`final reply after ${((performance.now() - sentAt) / 1000).toFixed(1)} s, ${latest.editCount} edits: ${JSON.stringify(latest.body)}`);
-    assert.ok(latest.body.includes("Echo: say hello sandbox"), `the streamed reply has the model's answer: ${latest.body}`);
+    const oc = await ask(me, roomId, botUserId, "!oc say hello sandbox");
+    t.diagnostic(`OpenCode's final reply after ${oc.seconds.toFixed(1)} s, ${oc.editCount} edits: ${JSON.stringify(oc.body)}`);
+    assert.ok(oc.body.includes("Echo: say hello sandbox"), `the streamed reply has the model's answer: ${oc.body}`);
+
+    // As printed: `!letta say hello` reaches the sandbox's agent, which answers through the scripted model.
+    const letta = await ask(me, roomId, botUserId, "!letta say hello");
+    t.diagnostic(`Letta's final reply after ${letta.seconds.toFixed(1)} s, ${letta.editCount} edits: ${JSON.stringify(letta.body)}`);
+    const cut = letta.body.lastIndexOf("\n\n— ");
+    assert.equal(letta.body.slice(0, cut), "Echo: say hello", letta.body);
+    assert.match(letta.body.slice(cut + 2), /^— letta sandbox-agent · 1 step · [\d,]+ tokens · \d+\.\ds$/);
   } finally {
     await me.stopSync();
   }
@@ -176,12 +221,16 @@ test("`npm run sandbox -- --scripted` prints working login details, the bot answ
   // Ctrl-C: the whole process group gets SIGINT, as from a terminal.
   const tStop = performance.now();
   process.kill(-child.pid!, "SIGINT");
+  let timer: NodeJS.Timeout | undefined;
   const end = await Promise.race([
     exited,
-    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`the sandbox did not exit within 60 s of SIGINT:\n${output}`)), 60_000)),
-  ]);
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`the sandbox did not exit within 60 s of SIGINT:\n${output}`)), 60_000);
+    }),
+  ]).finally(() => clearTimeout(timer)); // a pending timer would hold the test file open for the rest of the minute
   t.diagnostic(`stopped ${((performance.now() - tStop) / 1000).toFixed(1)} s after SIGINT`);
   assert.deepEqual(end, { code: 0, signal: null }, `exit code 0 after Ctrl-C; output:\n${output}`);
+  assert.match(output, /stopped letta \(pid \d+\) and its postgres/);
   assert.match(output, /all stopped and cleaned up/);
   const left = tree.filter(running);
   assert.deepEqual(left, [], `no process of the sandbox is left running: ${left.join(", ")}`);
