@@ -1,4 +1,5 @@
 import { pino, type Logger } from "pino";
+import PinoPretty from "pino-pretty";
 import { LogService, LogLevel, type ILogger } from "matrix-bot-sdk";
 
 export type { Logger };
@@ -33,17 +34,32 @@ export function addSecret(secret: string | undefined | null): void {
   if (typeof secret === "string" && secret.length >= minSecretLength) runtimeSecrets.add(secret);
 }
 
-export function createLogger(level: string, secrets: string[] = [], destination?: NodeJS.WritableStream): Logger {
+export type LogFormat = "json" | "pretty";
+
+/** Readable lines for a person at a terminal; JSON wherever a program reads (pipes, files, log collectors, the tests). */
+export function defaultLogFormat(): LogFormat {
+  return process.stdout.isTTY ? "pretty" : "json";
+}
+
+/** Lines like `[12:00:01.250] INFO: bot ready {"userId":"@bot:example.org"}`; coloured only on the real terminal. */
+function prettyStream(destination: NodeJS.WritableStream | undefined): NodeJS.WritableStream {
+  const colour = destination === undefined && process.stdout.isTTY === true && !process.env.NO_COLOR;
+  // sync: a fatal line written just before process.exit must not be lost.
+  return PinoPretty({ destination: destination ?? 1, sync: true, colorize: colour, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname", singleLine: true });
+}
+
+export function createLogger(level: string, secrets: string[] = [], destination?: NodeJS.WritableStream, format: LogFormat = destination ? "json" : defaultLogFormat()): Logger {
   const scrub = secretScrubber(secrets);
   return pino(
     {
       level,
       redact: { paths: redactPaths, censor: "[redacted]" },
       // HTTP clients' errors sometimes quote URLs, headers or bodies: whatever part of a line
-      // holds a known secret value (message, object, error, child binding), it goes.
+      // holds a known secret value (message, object, error, child binding), it goes. The hook
+      // sees the JSON line before the pretty printer does, so both formats are scrubbed.
       hooks: { streamWrite: scrub },
     },
-    destination ?? pino.destination(1),
+    format === "pretty" ? prettyStream(destination) : (destination ?? pino.destination(1)),
   );
 }
 

@@ -52,6 +52,13 @@ export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
+/** A setting as its owner knows it: the key, and the environment variable when the value came from one. */
+export function settingName(path: string, env: NodeJS.ProcessEnv = process.env): string {
+  const over = envOverrides.find((o) => o.path === path);
+  const raw = over ? env[over.env] : undefined;
+  return over && raw !== undefined && raw !== "" ? `${path}, from ${over.env}` : path;
+}
+
 type Tree = Record<string, unknown>;
 
 function setPath(tree: Tree, path: string, value: unknown): void {

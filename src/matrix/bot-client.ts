@@ -38,8 +38,19 @@ export interface Credentials {
   deviceName: string;
 }
 
-/** The access token to use: the configured one, or one from a password login, kept so a restart does not log in again. */
-export async function resolveAccessToken(creds: Credentials, kv: KeyValue): Promise<string> {
+/** A password login: the new access token. */
+export type PasswordLogin = (creds: Credentials) => Promise<string>;
+
+const sdkPasswordLogin: PasswordLogin = async (creds) => {
+  const localpart = /^@([^:]+):/.exec(creds.userId ?? "")?.[1] ?? creds.userId ?? "";
+  return (await new MatrixAuth(creds.homeserverUrl).passwordLogin(localpart, creds.password ?? "", creds.deviceName)).accessToken;
+};
+
+/**
+ * The access token to use: the configured one, or one from a password login (`login`), kept so a
+ * restart does not log in again.
+ */
+export async function resolveAccessToken(creds: Credentials, kv: KeyValue, login: PasswordLogin = sdkPasswordLogin): Promise<string> {
   if (creds.accessToken !== undefined) return creds.accessToken;
   const key = `matrix.login.${creds.userId ?? ""}`;
   const saved = kv.get(key);
@@ -53,10 +64,9 @@ export async function resolveAccessToken(creds: Credentials, kv: KeyValue): Prom
       kv.delete(key);
     }
   }
-  const localpart = /^@([^:]+):/.exec(creds.userId ?? "")?.[1] ?? creds.userId ?? "";
-  const client = await new MatrixAuth(creds.homeserverUrl).passwordLogin(localpart, creds.password ?? "", creds.deviceName);
+  const accessToken = await login(creds);
   // Known to the log scrubber before anything else can log it.
-  addSecret(client.accessToken);
-  kv.set(key, client.accessToken);
-  return client.accessToken;
+  addSecret(accessToken);
+  kv.set(key, accessToken);
+  return accessToken;
 }

@@ -6,6 +6,7 @@
 import { spawnSync } from "node:child_process";
 import { mkdirSync, statSync } from "node:fs";
 import path from "node:path";
+import { ConfigError } from "../config/load.ts";
 
 export type SandboxMode = "auto" | "bwrap" | "off";
 
@@ -78,7 +79,7 @@ export function chooseSandbox(mode: SandboxMode, layout: SandboxLayout, warn: (m
     }
   };
   if (probe.ok) return { writable: layout.writable.filter(is("dir")), hiddenDirs: layout.hiddenDirs.filter(is("dir")), hiddenFiles: layout.hiddenFiles.filter(is("file")) };
-  if (mode === "bwrap") throw new Error(`opencode.sandbox is "bwrap", but bubblewrap cannot run here: ${probe.why}`);
+  if (mode === "bwrap") throw new ConfigError(`opencode.sandbox is "bwrap", but bubblewrap cannot run here: ${probe.why}. Install bubblewrap (apt install bubblewrap), or set opencode.sandbox to auto.`);
   warn(
     `the embedded OpenCode server runs without a sandbox (${probe.why}): the agent can read the bot's database and config file. ` +
       "Install bubblewrap (apt install bubblewrap), or run OpenCode as another user or in its own container (opencode.serverUrl).",

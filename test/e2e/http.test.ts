@@ -3,6 +3,9 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { join } from "node:path";
+import { rememberOpencodeReached } from "../../src/opencode/server-check.ts";
+import { openDatabase } from "../../src/store/db.ts";
+import { KeyValue } from "../../src/store/key-value.ts";
 import { BotProcess } from "../harness/bot-process.ts";
 import { freePort } from "../harness/net.ts";
 import { loadStackInfo } from "../harness/stack.ts";
@@ -26,6 +29,11 @@ before(async () => {
   const startDead = async (): Promise<BotProcess> => {
     const account = await registerUser(stack.synapse.baseUrl, stack.synapse.sharedSecret, `bot-deadoc-${Date.now().toString(36)}`);
     const dataDir = mkdtempSync(join(stack.workDir, "bot-deadoc-"));
+    // A bot that has reached this OpenCode before (at a first start an unreachable URL stops it):
+    // it starts, and keeps trying.
+    const db = openDatabase(join(dataDir, "bot.db"));
+    rememberOpencodeReached(new KeyValue(db), deadUrl);
+    db.close();
     return BotProcess.start({
       MATRIX_HOMESERVER_URL: stack.synapse.baseUrl,
       MATRIX_ACCESS_TOKEN: account.accessToken,

@@ -17,29 +17,36 @@ export interface LogLine {
 export class BotProcess {
   readonly proc: ChildProcess;
   readonly lines: string[] = [];
+  /** What the bot wrote to stderr alone: the plain-words reasons of a failed start. */
+  readonly stderrLines: string[] = [];
+  readonly stdoutLines: string[] = [];
   httpPort = 0;
   private readonly waiters: Array<{ match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
   readonly exited: Promise<number | null>;
 
-  private constructor(env: Record<string, string>) {
-    this.proc = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", join(repoDir, "src/main.ts")], {
+  private constructor(env: Record<string, string>, args: string[] = []) {
+    // The flags of `npm start`.
+    this.proc = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", "--disable-warning=DEP0060", join(repoDir, "src/main.ts"), ...args], {
       cwd: repoDir,
       env: { ...process.env, ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     this.exited = new Promise((resolve) => this.proc.once("exit", (code) => resolve(code)));
-    let buf = "";
-    const onData = (chunk: Buffer): void => {
-      buf += chunk.toString("utf8");
-      let nl;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        this.onLine(line);
-      }
+    const lineReader = (also: string[]): ((chunk: Buffer) => void) => {
+      let buf = "";
+      return (chunk) => {
+        buf += chunk.toString("utf8");
+        let nl;
+        while ((nl = buf.indexOf("\n")) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          also.push(line);
+          this.onLine(line);
+        }
+      };
     };
-    this.proc.stdout?.on("data", onData);
-    this.proc.stderr?.on("data", onData);
+    this.proc.stdout?.on("data", lineReader(this.stdoutLines));
+    this.proc.stderr?.on("data", lineReader(this.stderrLines));
   }
 
   static async start(env: Record<string, string>, timeoutMs = 45_000): Promise<BotProcess> {
@@ -53,15 +60,18 @@ export class BotProcess {
     return bot;
   }
 
-  /** Runs the bot until it exits on its own (a configuration it refuses): its exit code and output. Killed after `timeoutMs`. */
-  static async runToExit(env: Record<string, string>, timeoutMs = 30_000): Promise<{ code: number | null; text: string }> {
-    const bot = new BotProcess(env);
+  /**
+   * Runs the bot (with `args`, e.g. --check) until it exits on its own (a configuration it refuses):
+   * its exit code, all its output, and its stderr and stdout apart. Killed after `timeoutMs`.
+   */
+  static async runToExit(env: Record<string, string>, timeoutMs = 30_000, args: string[] = []): Promise<{ code: number | null; text: string; stderr: string[]; stdout: string[] }> {
+    const bot = new BotProcess(env, args);
     // "close", not "exit": by then the last lines of its output have been read too.
     const closed = new Promise<number | null>((resolve) => bot.proc.once("close", (code: number | null) => resolve(code)));
     const timer = setTimeout(() => bot.proc.kill("SIGKILL"), timeoutMs);
     const code = await closed;
     clearTimeout(timer);
-    return { code, text: bot.text };
+    return { code, text: bot.text, stderr: bot.stderrLines, stdout: bot.stdoutLines };
   }
 
   get pid(): number {

@@ -235,7 +235,7 @@ describe("Dockerfile", () => {
     const health = runtime.find((l) => l.startsWith("HEALTHCHECK "));
     assert.match(health ?? "", /CMD \[.*"scripts\/healthcheck\.ts", "bot"\]/);
     assert.match(read("scripts/healthcheck.ts"), /\/health`/);
-    assert.ok(runtime.includes('CMD ["node", "--disable-warning=ExperimentalWarning", "src/main.ts"]'));
+    assert.ok(runtime.includes('CMD ["node", "--disable-warning=ExperimentalWarning", "--disable-warning=DEP0060", "src/main.ts"]'));
   });
 
   test("copies only what exists, and .dockerignore keeps secrets and local state out", () => {
