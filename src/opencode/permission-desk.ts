@@ -117,9 +117,14 @@ export class PermissionDesk {
   async onReaction(roomId: string, messageEventId: string, key: string, by: string): Promise<boolean> {
     const row = this.store.byMessage(messageEventId);
     const reply = replyForReaction(key);
-    if (!row || row.roomId !== roomId || !reply || row.status !== "pending") return false;
+    if (!row || row.roomId !== roomId || !reply || row.status !== "pending" || !this.isOurs(row)) return false;
     await this.answer(row, reply, by);
     return true;
+  }
+
+  /** The table is shared with other backends (ACP agents ask too); a row of a thread that is gone was ours. */
+  private isOurs(row: PermissionRow): boolean {
+    return (this.threads.get(row.roomId, row.rootEventId)?.backend ?? "opencode") === "opencode";
   }
 
   /** The pending request of a thread, for `!oc allow` / `!oc deny`. */
@@ -144,7 +149,7 @@ export class PermissionDesk {
 
   /** At start-up: requests that went away while the bot was down are closed in their threads. */
   async reconcile(): Promise<void> {
-    const pending = this.store.pending();
+    const pending = this.store.pending().filter((row) => this.isOurs(row));
     if (pending.length === 0) return;
     const res = await this.conn.client.permission.list();
     const live = new Set((res.data ?? []).map((p) => p.id));

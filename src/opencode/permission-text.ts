@@ -146,13 +146,14 @@ function withBlock(first: Rendered, block: string, rest: Rendered): Rendered {
   return { markdown: `${first.markdown}:\n\n${block}${rest.markdown}`, plain: `${first.plain}:\n\n${block}${rest.plain}` };
 }
 
-export function askText(s: PermissionSubject, requestId: string, who: Person, prefix: string): Rendered {
+/** `agent`: who asks, as people know it (an ACP backend asks for its own agent). */
+export function askText(s: PermissionSubject, requestId: string, who: Person, prefix: string, agent = "OpenCode"): Rendered {
   const p = prefix;
   const how = `\n\nReact ✅ allow once · ♾️ allow always · ❌ reject — or write \`${p} allow\`, \`${p} allow always\`, \`${p} deny [reason]\` in this thread.`;
   return withBlock(
     {
-      markdown: `🔐 **Permission needed** — ${who.markdown}: OpenCode wants to use **${nameOf(s)}**`,
-      plain: `🔐 Permission needed — ${who.name}: OpenCode wants to use ${nameOf(s)}`,
+      markdown: `🔐 **Permission needed** — ${who.markdown}: ${agent} wants to use **${nameOf(s)}**`,
+      plain: `🔐 Permission needed — ${who.name}: ${agent} wants to use ${nameOf(s)}`,
     },
     subjectBlock(s, requestId),
     { markdown: how, plain: how },
@@ -168,16 +169,17 @@ export function outcomeText(
   asked: { subject: PermissionSubject | null; summary: string; requestId: string },
   label: string,
   after: Rendered,
+  agent = "OpenCode",
 ): Rendered {
   const s = asked.subject;
   if (!s) {
     return {
-      markdown: `🔐 OpenCode asked to ${asked.summary} — **${label}**${after.markdown}.`,
-      plain: `🔐 OpenCode asked to ${asked.summary} — ${label}${after.plain}.`,
+      markdown: `🔐 ${agent} asked to ${asked.summary} — **${label}**${after.markdown}.`,
+      plain: `🔐 ${agent} asked to ${asked.summary} — ${label}${after.plain}.`,
     };
   }
   return withBlock(
-    { markdown: `🔐 OpenCode asked to use **${nameOf(s)}**`, plain: `🔐 OpenCode asked to use ${nameOf(s)}` },
+    { markdown: `🔐 ${agent} asked to use **${nameOf(s)}**`, plain: `🔐 ${agent} asked to use ${nameOf(s)}` },
     subjectBlock(s, asked.requestId),
     { markdown: `\n\n**${label}**${after.markdown}.`, plain: `\n\n${label}${after.plain}.` },
   );
