@@ -24,6 +24,28 @@ export interface AgentBackend {
   startThread(req: PromptRequest, root: string): Promise<void>;
   /** A message in a thread this backend owns. Returns the queue position (0 = sent now). */
   followUp(thread: ThreadRow, req: PromptRequest): Promise<{ queued: number }>;
+  /** A reaction by an allowed user on `eventId` in `roomId`; true when it was this backend's to take (e.g. a permission answer). */
+  onReaction?(roomId: string, eventId: string, key: string, sender: string): Promise<boolean>;
+
+  // The lifecycle, all optional: the bot calls each backend's hooks in turn and names none.
+  /** Starts or connects what the backend needs; resolves once it can take prompts, or has said why not. */
+  start?(): Promise<void>;
+  /** Finishes what a previous run left (turns, requests); new room events wait until every backend's is done. */
+  reconcile?(): Promise<void>;
+  /** Takes no new work; finishes what is in flight or leaves it in the database for the next start. */
+  stop?(): Promise<void>;
+  /** This backend's part of GET /health. */
+  health?(): BackendHealth | Promise<BackendHealth>;
+  /** Turns streaming now, for /metrics. */
+  activeTurns?(): number;
+}
+
+/** One backend's part of GET /health: `ok`, and what an operator needs to see why not. Listed under `section` (default: its name). */
+export interface BackendHealth {
+  name: string;
+  section?: string;
+  ok: boolean;
+  [detail: string]: unknown;
 }
 
 /** A session's title from the prompt that started it: one line, at most 60 characters. */

@@ -41,7 +41,10 @@ export class CommandRouter {
     if (msg.sender === this.d.botUserId || msg.isEdit) return;
     if (msg.msgtype === "m.reaction") {
       // Reactions only matter on permission requests, and only from people who may decide.
-      if (msg.reactsTo && this.d.access.isAllowed(msg.sender)) await this.d.services.permissions.onReaction(msg.roomId, msg.reactsTo, msg.body, msg.sender);
+      if (!msg.reactsTo || !this.d.access.isAllowed(msg.sender)) return;
+      for (const backend of this.d.backends) {
+        if (await backend.onReaction?.(msg.roomId, msg.reactsTo, msg.body, msg.sender)) return;
+      }
       return;
     }
     // Notices are what bots send: answering them is how two bots loop forever.

@@ -3,22 +3,16 @@ import type { Logger } from "../log.ts";
 import type { ComposeOptions } from "../matrix/content.ts";
 import type { IncomingMessage } from "../matrix/inbound.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
-import type { OpencodeBackend } from "../opencode/backend.ts";
-import type { PermissionDesk } from "../opencode/permission-desk.ts";
 import type { RoomStore } from "../store/rooms.ts";
 import type { ThreadRow, ThreadStore } from "../store/threads.ts";
 
-/** What commands may use. */
+/** What every backend's commands may use; what only one backend needs, its commands get from it. */
 export interface CommandServices {
   prefix: string;
-  opencode: OpencodeBackend;
-  permissions: PermissionDesk;
   threads: ThreadStore;
   rooms: RoomStore;
   sender: MatrixSender;
   client: MatrixClient;
-  /** Directories `!oc project` may point a room at. */
-  projectRoots: string[];
   log: Logger;
 }
 

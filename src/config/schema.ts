@@ -1,9 +1,11 @@
 import { z } from "zod";
 import { patternProblem } from "../access/user-pattern.ts";
 import { isBotOnlyVariable } from "../process/child-env.ts";
+import { acpSchema, prefixClashes } from "./acp.ts";
 
 // Every key the bot understands, with its default, in one place. The example file in
 // config/config.example.yaml documents the same keys; a unit test keeps the two in step.
+// A missing section is parsed as `{}` (`prefault`), so each default is stated on its key only.
 
 const matrixId = z.string().regex(/^@[^:\s]+:\S+$/, "must be a Matrix user id like @bot:example.org");
 const userPattern = z.string().superRefine((p, ctx) => {
@@ -42,7 +44,7 @@ export const configSchema = z.object({
       prefix: z.string().regex(/^\S+$/, "must be one word without spaces").default("!oc"),
     })
     .strict()
-    .default({ prefix: "!oc" }),
+    .prefault({}),
   opencode: z
     .object({
       // Empty: the bot starts its own `opencode serve` on a free loopback port.
@@ -67,7 +69,7 @@ export const configSchema = z.object({
       sandbox: z.enum(["auto", "bwrap", "off"]).default("auto"),
     })
     .strict()
-    .default({ workspaceDir: "./workspace", healthCheckIntervalMs: 5000, maxRetries: 3, retryDelayMs: 1000, passEnv: [], sandbox: "auto" }),
+    .prefault({}),
   letta: z
     .object({
       // Unset: no Letta backend (no `!letta` commands).
@@ -86,7 +88,7 @@ export const configSchema = z.object({
       timeoutMs: z.number().int().positive().default(60_000),
     })
     .strict()
-    .default({ prefix: "!letta", maxRetries: 3, retryDelayMs: 1000, timeoutMs: 60_000 }),
+    .prefault({}),
   rendering: z
     .object({
       // Streamed text is coalesced into one edit per window: fewer requests, same final text.
@@ -96,15 +98,15 @@ export const configSchema = z.object({
       completionNoticeAfterMs: z.number().int().min(0).default(15000),
     })
     .strict()
-    .default({ editWindowMs: 1000, completionNoticeAfterMs: 15000 }),
-  database: z.object({ path: z.string().min(1).default("./data/bot.db") }).strict().default({ path: "./data/bot.db" }),
+    .prefault({}),
+  database: z.object({ path: z.string().min(1).default("./data/bot.db") }).strict().prefault({}),
   http: z
     .object({
       port: z.number().int().min(0).max(65535).default(8080),
       host: z.string().default("127.0.0.1"),
     })
     .strict()
-    .default({ port: 8080, host: "127.0.0.1" }),
+    .prefault({}),
   // A section whose keys are all commented out reads as null: same as leaving it out.
   notify: z.preprocess((v) => v ?? undefined, z
     .object({
@@ -118,7 +120,7 @@ export const configSchema = z.object({
       perSessionPerMinute: z.number().int().min(1).default(10),
     })
     .strict()
-    .default({ perTokenPerMinute: 30, perSessionPerMinute: 10 })),
+    .prefault({})),
   schedule: z
     .object({
       // How often the bot looks for due prompts of the `send` CLI (ms).
@@ -134,11 +136,16 @@ export const configSchema = z.object({
       }, "must be an IANA time zone such as UTC or Europe/Berlin").default("UTC"),
     })
     .strict()
-    .default({ pollIntervalMs: 1000, timezone: "UTC" }),
+    .prefault({}),
   log: z
     .object({ level: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info") })
     .strict()
-    .default({ level: "info" }),
+    .prefault({}),
+  // Agents speaking the Agent Client Protocol, each behind its own prefix (src/config/acp.ts). File only.
+  acp: acpSchema,
+}).superRefine((c, ctx) => {
+  const others = [{ prefix: c.commands.prefix, key: "commands.prefix" }, { prefix: c.letta.prefix, key: "letta.prefix" }];
+  for (const issue of prefixClashes(c.acp?.agents ?? {}, others)) ctx.addIssue({ code: "custom", ...issue });
 });
 
 export type BotConfig = z.infer<typeof configSchema>;

@@ -9,7 +9,6 @@ import type { Db } from "../store/db.ts";
 import type { Inbox } from "../store/inbox.ts";
 import type { ThreadRow, ThreadStore } from "../store/threads.ts";
 import { describeLettaError, type AgentInfo, type LettaApi } from "./api.ts";
-import { lettaCommands } from "./commands.ts";
 import type { LettaRoomStore, LettaTurnRow, LettaTurnStore } from "./store.ts";
 import { runTurn, type TurnJob } from "./turn.ts";
 
@@ -59,10 +58,11 @@ export class LettaBackend implements AgentBackend {
   private readonly stopping = new AbortController();
   private defaultResolved: AgentInfo | undefined;
 
-  constructor(deps: LettaBackendDeps) {
+  /** `commandsOf` builds the `!letta` commands for this backend (passed in, so that they may know the backend and it need not know them). */
+  constructor(deps: LettaBackendDeps, commandsOf: (backend: LettaBackend) => CommandSpec[] = () => []) {
     this.d = deps;
     this.prefix = deps.prefix;
-    this.commands = lettaCommands(this);
+    this.commands = commandsOf(this);
   }
 
   get api(): LettaApi {

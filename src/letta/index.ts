@@ -6,6 +6,7 @@ import type { Inbox } from "../store/inbox.ts";
 import type { ThreadStore } from "../store/threads.ts";
 import { LettaApi } from "./api.ts";
 import { LettaBackend } from "./backend.ts";
+import { lettaCommands } from "./commands.ts";
 import { LettaRoomStore, LettaTurnStore } from "./store.ts";
 
 export { LettaBackend } from "./backend.ts";
@@ -30,5 +31,5 @@ export function createLettaBackend(
     editWindowMs: config.rendering.editWindowMs,
     timeoutMs: c.timeoutMs,
     completionNoticeAfterMs: config.rendering.completionNoticeAfterMs,
-  });
+  }, lettaCommands);
 }

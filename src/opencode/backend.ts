@@ -1,5 +1,5 @@
 import type { MatrixClient } from "matrix-bot-sdk";
-import { titleFrom, type AgentBackend, type PromptRequest } from "../commands/backend.ts";
+import { titleFrom, type AgentBackend, type BackendHealth, type PromptRequest } from "../commands/backend.ts";
 import type { CommandSpec } from "../commands/types.ts";
 import type { Logger } from "../log.ts";
 import { roomMessage } from "../matrix/content.ts";
@@ -8,8 +8,9 @@ import type { MatrixSender } from "../matrix/sender.ts";
 import type { Db } from "../store/db.ts";
 import type { RoomStore } from "../store/rooms.ts";
 import type { ThreadRow, ThreadStore } from "../store/threads.ts";
-import { opencodeCommands } from "./commands/index.ts";
 import type { OpencodeConnection } from "./connection.ts";
+import type { PermissionDesk } from "./permission-desk.ts";
+import type { ScheduledPromptTarget } from "../schedule/scheduler.ts";
 import { describeError } from "./errors.ts";
 import type { CommandCall, PromptOptions, TurnRunner } from "./turn-runner.ts";
 
@@ -25,8 +26,21 @@ export interface OpencodeBackendDeps {
   workspaceDir: string;
   log: Logger;
   db: Db;
+  /** OpenCode's permission requests, answered from chat (`!oc allow`, reactions). */
+  permissions: PermissionDesk;
+  /** Directories `!oc project` may point a room at. */
+  projectRoots: string[];
+  /** Starting and stopping the server connection (and the embedded server), built by the factory in index.ts. */
+  lifecycle: OpencodeLifecycle;
   /** Restarts the OpenCode server the bot started itself; undefined when it uses an external one. */
   restartServer?: (() => Promise<{ oldPid: number; newPid: number; connected: boolean }>) | undefined;
+}
+
+export interface OpencodeLifecycle {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Connected, and the turns of the last run reconciled: scheduled prompts may go. */
+  ready(): boolean;
 }
 
 /** ` . queue` at the end of a message: queue it behind the running turn (the marker is not sent). */
@@ -43,17 +57,49 @@ export function parseModel(spec: string | null | undefined): { providerID: strin
 }
 
 /** OpenCode behind `!oc`: sessions are threads, prompts are attributed, settings come from thread then room. */
-export class OpencodeBackend implements AgentBackend {
+export class OpencodeBackend implements AgentBackend, ScheduledPromptTarget {
   readonly name = "opencode" as const;
   readonly prefix: string;
   readonly promptSummary = "start a new OpenCode session; the answer streams into a thread on your message";
   readonly commands: CommandSpec[];
   readonly d: OpencodeBackendDeps;
 
-  constructor(deps: OpencodeBackendDeps) {
+  /** `commandsOf` builds the `!oc` commands (passed in, so that they may know the backend and it need not know them). */
+  constructor(deps: OpencodeBackendDeps, commandsOf: (backend: OpencodeBackend) => CommandSpec[]) {
     this.d = deps;
     this.prefix = deps.prefix;
-    this.commands = opencodeCommands(this);
+    this.commands = commandsOf(this);
+  }
+
+  start(): Promise<void> {
+    return this.d.lifecycle.start();
+  }
+
+  stop(): Promise<void> {
+    return this.d.lifecycle.stop();
+  }
+
+  ready(): boolean {
+    return this.d.lifecycle.ready();
+  }
+
+  health(): BackendHealth {
+    const c = this.d.conn;
+    return { name: this.name, section: "opencode", ok: c.state === "connected", url: c.url, state: c.state, reconnects: c.reconnects, error: c.lastError ?? null };
+  }
+
+  activeTurns(): number {
+    return this.d.runner.activeCount;
+  }
+
+  /** A turn of this session is streaming into its thread now (the notify endpoint stays quiet then). */
+  isStreaming(sessionId: string): boolean {
+    return this.d.runner.isBusy(sessionId);
+  }
+
+  /** Reactions answer permission requests (✅ ♾️ ❌), in the request's own room only. */
+  onReaction(roomId: string, eventId: string, key: string, sender: string): Promise<boolean> {
+    return this.d.permissions.onReaction(roomId, eventId, key, sender);
   }
 
   get conn(): OpencodeConnection {
@@ -81,6 +127,22 @@ export class OpencodeBackend implements AgentBackend {
   async startThread(req: PromptRequest, root: string): Promise<void> {
     const thread = await this.createSession(req.roomId, root, req.sender, titleFrom(req.text));
     await this.followUp(thread, req);
+  }
+
+  /** For the scheduler: a session for a scheduled prompt. */
+  async createSessionFor(title: string, directory: string): Promise<string> {
+    const created = await this.conn.client.session.create({ title, directory });
+    if (!created.data) throw new Error(`OpenCode could not create a session: ${describeError(created.error)}`);
+    return created.data.id;
+  }
+
+  /** For the scheduler: the prompt joins the thread's durable queue (inside the caller's transaction). */
+  enqueue(thread: ThreadRow, req: PromptRequest): void {
+    this.d.runner.queue.add(thread, req, this.promptOptions(thread));
+  }
+
+  sendNext(sessionId: string): Promise<void> {
+    return this.d.runner.sendNext(sessionId);
   }
 
   async followUp(thread: ThreadRow, req: PromptRequest): Promise<{ queued: number }> {

@@ -1,26 +1,42 @@
-import type { MatrixClient } from "matrix-bot-sdk";
 import type { Logger } from "../log.ts";
 import type { MessageContent } from "../matrix/content.ts";
-import { titleFrom } from "../commands/backend.ts";
-import type { OpencodeBackend } from "../opencode/backend.ts";
-import { describeError } from "../opencode/errors.ts";
+import type { MatrixSender } from "../matrix/sender.ts";
+import { titleFrom, type PromptRequest } from "../commands/backend.ts";
 import type { Db } from "../store/db.ts";
 import type { ThreadRow, ThreadStore } from "../store/threads.ts";
 import { occurrenceTxnId, promptMessage } from "./messages.ts";
 import type { ScheduledPrompt, ScheduleStore } from "./store.ts";
 import { nextCronTime } from "./when.ts";
 
+/**
+ * What the scheduler needs of the backend that takes scheduled prompts (OpenCode): it never
+ * reaches into the backend's internals, and the backend's folder may depend on this one.
+ */
+export interface ScheduledPromptTarget {
+  /** The backend name its threads are stored under. */
+  readonly name: string;
+  /** The project directory new sessions of the room work in. */
+  roomDirectory(roomId: string): string;
+  /** A new session; its id. */
+  createSessionFor(title: string, directory: string): Promise<string>;
+  /** Puts the prompt in the thread's durable queue; called inside the scheduler's transaction. */
+  enqueue(thread: ThreadRow, req: PromptRequest): void;
+  /** Sends the session's next queued prompt if it is idle. */
+  sendNext(sessionId: string): Promise<void>;
+  /** False while the backend is unreachable or still recovering: due prompts then wait instead of failing. */
+  ready(): boolean;
+}
+
 export interface SchedulerDeps {
   db: Db;
   store: ScheduleStore;
-  oc: OpencodeBackend;
+  target: ScheduledPromptTarget;
   threads: ThreadStore;
-  client: MatrixClient;
+  /** The bot's sender: its 429s hold these sends back too, and are waited out, not counted as failed tries. */
+  sender: MatrixSender;
   log: Logger;
   pollIntervalMs: number;
   timezone: string;
-  /** False while OpenCode is unreachable: due prompts then wait instead of failing. */
-  ready: () => boolean;
 }
 
 /** Tries per occurrence before it is given up (and the room told). */
@@ -60,7 +76,7 @@ export class Scheduler {
 
   /** One poll; overlapping polls are skipped rather than run twice. */
   tick(): Promise<void> {
-    if (this.running || this.stopped || !this.d.ready()) return this.running ?? Promise.resolve();
+    if (this.running || this.stopped || !this.d.target.ready()) return this.running ?? Promise.resolve();
     const poll = (async () => {
       try {
         for (const row of this.d.store.claimDue()) {
@@ -87,7 +103,7 @@ export class Scheduler {
       await this.fire(row);
       this.d.log.info({ id: row.id, roomId: row.roomId, occurrence: row.firedCount + 1 }, "scheduled prompt fired");
     } catch (err) {
-      const message = err instanceof Error ? err.message : describeError(err);
+      const message = err instanceof Error ? err.message : String(err);
       const giveUp = err instanceof Unfireable || row.attempts + 1 >= maxAttempts;
       this.d.log.warn({ err, id: row.id, attempt: row.attempts + 1, giveUp }, "scheduled prompt could not fire");
       if (!giveUp) {
@@ -113,13 +129,13 @@ export class Scheduler {
   }
 
   private async fire(row: ScheduledPrompt): Promise<void> {
-    const { oc, threads, store, db } = this.d;
+    const { target: backend, threads, store, db } = this.d;
     let thread: ThreadRow | undefined;
     if (row.threadRoot) {
       thread = threads.get(row.roomId, row.threadRoot);
-      if (thread?.backend !== "opencode") throw new Unfireable(`there is no OpenCode session thread with root ${row.threadRoot} in this room`);
+      if (thread?.backend !== backend.name) throw new Unfireable(`there is no OpenCode session thread with root ${row.threadRoot} in this room`);
     } else if (row.sessionId) {
-      thread = threads.bySession("opencode", row.sessionId).find((t) => t.roomId === row.roomId);
+      thread = threads.bySession(backend.name, row.sessionId).find((t) => t.roomId === row.roomId);
     }
     // The message first (idempotent by transaction id), remembered at once so a retry reuses it.
     let marker = row.markerEventId;
@@ -135,30 +151,23 @@ export class Scheduler {
     if (!thread) {
       thread = threads.get(row.roomId, marker); // an earlier attempt got this far
       if (!thread) {
-        const directory = oc.roomDirectory(row.roomId);
-        let sessionId = row.sessionId;
-        if (!sessionId) {
-          const created = await oc.conn.client.session.create({ title: titleFrom(row.text), directory });
-          if (!created.data) throw new Error(`OpenCode could not create a session: ${describeError(created.error)}`);
-          sessionId = created.data.id;
-        }
-        newThread = { roomId: row.roomId, rootEventId: marker, backend: "opencode", sessionId, title: titleFrom(row.text), startedBy: row.createdBy, directory };
+        const directory = backend.roomDirectory(row.roomId);
+        const sessionId = row.sessionId ?? (await backend.createSessionFor(titleFrom(row.text), directory));
+        newThread = { roomId: row.roomId, rootEventId: marker, backend: backend.name, sessionId, title: titleFrom(row.text), startedBy: row.createdBy, directory };
       }
     }
     const req = { roomId: row.roomId, eventId: marker, sender: "", text: `[${row.createdBy}] ${row.text}` };
     const target = db.transaction(() => {
       const t = thread ?? threads.insert(newThread!);
-      oc.runner.queue.add(t, req, oc.promptOptions(t));
+      backend.enqueue(t, req);
       store.fired(row.id, this.nextDue(row));
       return t;
     })();
-    await oc.runner.sendNext(target.sessionId);
+    await backend.sendNext(target.sessionId);
   }
 
   /** Sends with our own transaction id, which the homeserver uses to drop a repeated send. */
-  private async put(roomId: string, txnId: string, content: MessageContent): Promise<string> {
-    const path = `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${encodeURIComponent(txnId)}`;
-    const res = (await this.d.client.doRequest("PUT", path, null, content)) as { event_id: string };
-    return res.event_id;
+  private put(roomId: string, txnId: string, content: MessageContent): Promise<string> {
+    return this.d.sender.send(roomId, content, { txnId });
   }
 }

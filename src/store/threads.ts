@@ -1,6 +1,7 @@
 import type { Db } from "./db.ts";
 
-export type Backend = "opencode" | "letta";
+/** A backend's own name for its threads ("opencode", "letta", …). */
+export type Backend = string;
 
 export interface ThreadRow {
   roomId: string;

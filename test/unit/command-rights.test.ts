@@ -7,7 +7,6 @@ import { CommandRouter, type RouterDeps } from "../../src/commands/router.ts";
 import type { CommandSpec } from "../../src/commands/types.ts";
 import type { Logger } from "../../src/log.ts";
 import type { MatrixSender } from "../../src/matrix/sender.ts";
-import type { PermissionDesk } from "../../src/opencode/permission-desk.ts";
 import type { ThreadStore } from "../../src/store/threads.ts";
 
 // The router's rights check, with the rest of the bot faked: what each person reads.
@@ -34,6 +33,10 @@ function setup(admins: string[], powerOf: Record<string, number>) {
     commands: [command("restart-server", "admin"), command("project", "moderator"), command("status", undefined)],
     startThread: async () => undefined,
     followUp: async () => ({ queued: 0 }),
+    onReaction: async (roomId: string, eventId: string) => {
+      reactions.push([roomId, eventId]);
+      return false;
+    },
   } satisfies AgentBackend;
   const sender = {
     send: async (_room: string, content: { body?: string }) => {
@@ -46,12 +49,6 @@ function setup(admins: string[], powerOf: Record<string, number>) {
     getRoomStateEvent: async (_r: string, type: string) => (type === "m.room.power_levels" ? { users: powerOf } : { room_version: "10" }),
     getRoomState: async () => [],
   } as unknown as MatrixClient;
-  const permissions = {
-    onReaction: async (roomId: string, eventId: string) => {
-      reactions.push([roomId, eventId]);
-      return false;
-    },
-  } as unknown as PermissionDesk;
   const log = { info: () => undefined, error: () => undefined, warn: () => undefined } as unknown as Logger;
   const deps: RouterDeps = {
     botUserId: "@bot:example.org",
@@ -60,7 +57,7 @@ function setup(admins: string[], powerOf: Record<string, number>) {
     backends: [backend],
     sender,
     client,
-    services: { permissions } as unknown as RouterDeps["services"],
+    services: {} as unknown as RouterDeps["services"],
     log,
     downloadFiles: async () => [],
   };

@@ -62,7 +62,7 @@ export function attachCommand(oc: OpencodeBackend): CommandSpec {
 
 /** A session is moved only while nothing of it is in flight in its old room: no turn, queue or pending question. */
 async function idleEverywhere(oc: OpencodeBackend, ctx: CommandContext, id: string, threads: ThreadRow[]): Promise<boolean> {
-  const pending = threads.some((t) => ctx.services.permissions.pendingIn(t.roomId, t.rootEventId) !== undefined);
+  const pending = threads.some((t) => oc.d.permissions.pendingIn(t.roomId, t.rootEventId) !== undefined);
   if (!oc.runner.isBusy(id) && oc.runner.queueLength(id) === 0 && !pending) return true;
   await ctx.reply(`Session \`${id}\` is working in its room (a turn, queued prompts or a permission request). Move it when it is idle.`);
   return false;

@@ -16,7 +16,7 @@ export function opencodeCommands(oc: OpencodeBackend): CommandSpec[] {
     ...powerCommands(oc),
     ...worktreeCommands(oc),
     ...scheduleCommands(oc),
-    ...permissionCommands(),
+    ...permissionCommands(oc.d.permissions),
     ...fileCommands(oc),
     ...settingCommands(oc),
   ];

@@ -1,16 +1,16 @@
 import { UsageError, type CommandContext, type CommandSpec } from "../../commands/types.ts";
+import type { PermissionDesk } from "../permission-desk.ts";
 
-async function answer(ctx: CommandContext, reply: "once" | "always" | "reject", reason?: string): Promise<void> {
-  const t = ctx.thread!;
-  const row = ctx.services.permissions.pendingIn(t.roomId, t.rootEventId);
-  if (!row) {
-    await ctx.reply("Nothing is waiting for permission in this session.");
-    return;
-  }
-  await ctx.services.permissions.answer(row, reply, ctx.msg.sender, reason);
-}
-
-export function permissionCommands(): CommandSpec[] {
+export function permissionCommands(desk: PermissionDesk): CommandSpec[] {
+  const answer = async (ctx: CommandContext, reply: "once" | "always" | "reject", reason?: string): Promise<void> => {
+    const t = ctx.thread!;
+    const row = desk.pendingIn(t.roomId, t.rootEventId);
+    if (!row) {
+      await ctx.reply("Nothing is waiting for permission in this session.");
+      return;
+    }
+    await desk.answer(row, reply, ctx.msg.sender, reason);
+  };
   return [
     {
       name: "allow",

@@ -67,7 +67,7 @@ export function settingCommands(oc: OpencodeBackend): CommandSpec[] {
       async run(ctx) {
         const typed = ctx.args.trim();
         if (!typed) throw new UsageError("Which directory?");
-        const roots = ctx.services.projectRoots.filter((r) => existsSync(r)).map((r) => realpathSync(r));
+        const roots = oc.d.projectRoots.filter((r) => existsSync(r)).map((r) => realpathSync(r));
         const candidate = resolve(roots[0] ?? ".", typed);
         const real = existsSync(candidate) ? realpathSync(candidate) : undefined;
         if (!real || !statSync(real).isDirectory()) {
