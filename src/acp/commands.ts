@@ -1,12 +1,12 @@
-import { UsageError, type CommandContext, type CommandSpec } from "../commands/types.ts";
-import type { PermissionReply } from "../opencode/permission-desk.ts";
+import { approvalCommands, type ApprovalReply } from "../commands/approvals.ts";
+import type { CommandContext, CommandSpec } from "../commands/types.ts";
 import type { AcpBackend } from "./backend.ts";
 
 const code = (s: string): string => `\`${s.replace(/`/g, "'")}\``;
 
 /** `abort`, `allow`, `deny`, `status`; `help` and prompts are the router's. */
 export function acpCommands(acp: AcpBackend): CommandSpec[] {
-  const answer = async (ctx: CommandContext, reply: PermissionReply, reason?: string): Promise<void> => {
+  const answer = async (ctx: CommandContext, reply: ApprovalReply, reason?: string): Promise<void> => {
     const row = acp.permissions.pendingIn(ctx.thread as NonNullable<CommandContext["thread"]>);
     if (!row) {
       await ctx.reply("Nothing is waiting for permission in this session.");
@@ -27,27 +27,7 @@ export function acpCommands(acp: AcpBackend): CommandSpec[] {
         await ctx.reply(running ? `⏹️ Asked ${acp.name} to stop.${drop}` : `Nothing is running in this session.${drop}`);
       },
     },
-    {
-      name: "allow",
-      args: "[always]",
-      summary: "allows the pending permission request once, or always",
-      where: "thread",
-      async run(ctx) {
-        const arg = ctx.args.trim().toLowerCase();
-        if (arg !== "" && arg !== "always" && arg !== "once") throw new UsageError(`\`${ctx.args.slice(0, 40)}\` is not \`always\`.`);
-        await answer(ctx, arg === "always" ? "always" : "once");
-      },
-    },
-    {
-      name: "deny",
-      aliases: ["reject"],
-      args: "[reason]",
-      summary: "rejects the pending permission request (ACP cannot pass the reason on; it is shown in the thread)",
-      where: "thread",
-      async run(ctx) {
-        await answer(ctx, "reject", ctx.args.trim() || undefined);
-      },
-    },
+    ...approvalCommands(answer, "rejects the pending permission request (ACP cannot pass the reason on; it is shown in the thread)"),
     {
       name: "status",
       summary: "shows the agent process and, in a thread, its session",

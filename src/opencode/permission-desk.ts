@@ -1,4 +1,5 @@
 import type { Event } from "@opencode-ai/sdk/v2";
+import type { ApprovalReply } from "../commands/approvals.ts";
 import type { Logger } from "../log.ts";
 import { editMessage, threadMessage, type ThreadTarget } from "../matrix/content.ts";
 import type { DisplayNames } from "../matrix/display-names.ts";
@@ -10,7 +11,7 @@ import type { OpencodeConnection } from "./connection.ts";
 import { describeError } from "./errors.ts";
 import { type AskedRequest, askText, attachmentOf, outcomeText, subjectOf, withPlainBody } from "./permission-text.ts";
 
-export type PermissionReply = "once" | "always" | "reject";
+export type PermissionReply = ApprovalReply;
 
 /** Reaction keys people may use; with and without the emoji variation selector. */
 const reactionReplies: Record<string, PermissionReply> = {
