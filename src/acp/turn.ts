@@ -3,7 +3,7 @@ import type { Logger } from "../log.ts";
 import { threadMessage, type ThreadTarget } from "../matrix/content.ts";
 import { pill } from "../matrix/format.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
-import { SplitLiveMessage } from "../render/split-live-message.ts";
+import { SplitLiveMessage, attachAnswerFile } from "../render/split-live-message.ts";
 import type { ThreadRow } from "../store/threads.ts";
 import type { AcpTurnRow, AcpTurnStore } from "./store.ts";
 import { AcpTurnView, clip } from "./view.ts";
@@ -55,9 +55,7 @@ export async function runTurn(deps: TurnDeps, job: TurnJob): Promise<void> {
     log: deps.log,
     eventId: row.replyEventId,
     onPosted: (id) => deps.turns.setReply(row.id, id),
-    attach: async (text) => {
-      await deps.sender.sendFile(job.target, Buffer.from(text, "utf8"), "answer.md", "text/markdown");
-    },
+    attach: attachAnswerFile(deps.sender, job.target),
   });
   const notes: string[] = [];
   const render = (final: boolean): string => view.render({ final, durationMs: Date.now() - t0, note: notes.join("\n\n") || undefined });

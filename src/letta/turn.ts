@@ -2,7 +2,7 @@ import { APIError } from "@letta-ai/letta-client";
 import type { Logger } from "../log.ts";
 import type { ThreadTarget } from "../matrix/content.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
-import { SplitLiveMessage } from "../render/split-live-message.ts";
+import { SplitLiveMessage, attachAnswerFile } from "../render/split-live-message.ts";
 import { describeLettaError, type LettaApi, type LettaStream, type RetryNotice } from "./api.ts";
 import type { LettaTurnRow, LettaTurnStore } from "./store.ts";
 
@@ -230,9 +230,7 @@ export async function runTurn(deps: TurnDeps, job: TurnJob, stop: AbortSignal): 
     log: deps.log,
     eventId: row.replyEventId,
     onPosted: (id) => deps.turns.setReply(row.id, id),
-    attach: async (text) => {
-      await deps.sender.sendFile(job.target, Buffer.from(text, "utf8"), "answer.md", "text/markdown");
-    },
+    attach: attachAnswerFile(deps.sender, job.target),
   });
   live.update(view.render({ final: false, durationMs: 0 }));
 

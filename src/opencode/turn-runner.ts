@@ -4,7 +4,7 @@ import type { Logger } from "../log.ts";
 import type { ThreadTarget } from "../matrix/content.ts";
 import type { DisplayNames } from "../matrix/display-names.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
-import { SplitLiveMessage } from "../render/split-live-message.ts";
+import { SplitLiveMessage, attachAnswerFile } from "../render/split-live-message.ts";
 import type { Db } from "../store/db.ts";
 import type { Inbox } from "../store/inbox.ts";
 import type { ThreadRow, ThreadStore } from "../store/threads.ts";
@@ -196,9 +196,7 @@ export class TurnRunner {
       log: this.d.log,
       eventId: row.replyEventId,
       onPosted: (id) => this.d.turns.setReply(row.id, id),
-      attach: async (text) => {
-        await this.d.sender.sendFile(target, Buffer.from(text, "utf8"), "answer.md", "text/markdown");
-      },
+      attach: attachAnswerFile(this.d.sender, target),
     });
     const view = new TurnView(this.d.workspaceDir, row.promptMessageId ?? parent);
     const turn: ActiveTurn = { row, view, live, directory, sawBusy: false, finishing: false };

@@ -1,8 +1,17 @@
+import type { ThreadTarget } from "../matrix/content.ts";
+import type { MatrixSender } from "../matrix/sender.ts";
 import { LiveMessage, type LiveMessageOptions } from "./live-message.ts";
 import { splitMarkdown } from "./split.ts";
 
 /** Continuation replies beyond this many are not posted; the whole text is attached as a file instead. */
 const maxPieces = 5;
+
+/** The `attach` of every backend's answers: the whole text as `answer.md` in the thread. */
+export function attachAnswerFile(sender: Pick<MatrixSender, "sendFile">, target: ThreadTarget): (text: string) => Promise<void> {
+  return async (text) => {
+    await sender.sendFile(target, Buffer.from(text, "utf8"), "answer.md", "text/markdown");
+  };
+}
 
 /**
  * A live reply that may outgrow one Matrix message: the text is split into pieces, each its
