@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bwrapArgs, bwrapWorks } from "../../src/opencode/sandbox.ts";
@@ -21,18 +21,21 @@ test("inside the sandbox: the bot's files are gone, the workspace is writable, t
   const ws = join(root, "ws");
   const data = join(root, "data");
   for (const d of [ws, data]) mkdirSync(d);
-  // This checkout: readable but not writable.
-  const other = join(import.meta.dirname, "..", "..");
+  // Somewhere outside /tmp (which the sandbox keeps writable) that anybody may write to: read-only inside.
+  const other = mkdtempSync("/var/tmp/sandbox-unit-");
+  writeFileSync(join(other, "readme"), "readable");
   writeFileSync(join(data, "bot.db"), "secret rows");
   writeFileSync(join(root, "config.yaml"), "accessToken: syt_secret");
   const script = [
     `cat ${data}/bot.db 2>/dev/null && echo LEAK-DB`,
     `cat ${root}/config.yaml 2>/dev/null | grep -q syt_secret && echo LEAK-CONFIG`,
     `echo hi > ${ws}/made && echo WROTE-WS`,
-    `echo hi > ${other}/sandbox-probe 2>/dev/null && echo WROTE-OTHER && rm ${other}/sandbox-probe`,
-    `grep -q matrix-agent-bot ${other}/package.json && echo READ-OTHER`,
+    `echo hi > ${other}/made 2>/dev/null && echo WROTE-OTHER`,
+    `grep -q readable ${other}/readme && echo READ-OTHER`,
     `test -e /proc/${process.pid} && echo SEES-BOT`,
   ].join("; ");
   const r = spawnSync("bwrap", bwrapArgs({ writable: [ws], hiddenDirs: [data], hiddenFiles: [join(root, "config.yaml")] }, "sh", ["-c", script]), { encoding: "utf8" });
+  rmSync(other, { recursive: true, force: true });
+  rmSync(root, { recursive: true, force: true });
   assert.equal(r.stdout.trim().split("\n").join(" "), "WROTE-WS READ-OTHER");
 });
