@@ -59,7 +59,7 @@ export async function startBot(config: BotConfig, log: Logger, opts: { configFil
   // The list of backends: adding one is one factory call here.
   const opencode = await createOpencodeBackend(config, { db, kv, inbox, threads, turns, rooms, sender, client, names, metrics, log, configFile: opts.configFile });
   const letta = createLettaBackend(config, { db, threads, inbox, sender, displayName: (r, u) => names.get(r, u), log: log.child({ component: "letta" }) });
-  const acp = createAcpBackends(config, { db, threads, sender, displayName: (r, u) => names.get(r, u), log });
+  const acp = createAcpBackends(config, { db, threads, sender, displayName: (r, u) => names.get(r, u), log, configFile: opts.configFile });
   const backends: AgentBackend[] = [opencode, ...(letta ? [letta] : []), ...acp];
 
   metrics.observe({ sendCounters: sender.counters, activeSessions: () => backends.reduce((n, b) => n + (b.activeTurns?.() ?? 0), 0) });

@@ -3,7 +3,7 @@ import { ConfigError, configFileOf, envOverrides, loadConfig, settingName } from
 import type { BotConfig } from "./config/schema.ts";
 import { checkStateOutsideAgentReach } from "./config/state-paths.ts";
 import { resolveOpencodeBinary } from "./opencode/embedded-server.ts";
-import { bwrapWorks } from "./opencode/sandbox.ts";
+import { bwrapWorks } from "./process/sandbox.ts";
 import { StartupError, configErrorText, messageOf } from "./startup/errors.ts";
 import { checkLetta } from "./startup/letta-check.ts";
 import { checkHomeserver, checkPasswordLogin, whoami } from "./startup/matrix-check.ts";

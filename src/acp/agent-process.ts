@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { Readable, Writable } from "node:stream";
 import { client, ndJsonStream, PROTOCOL_VERSION, type ClientConnection, type ClientContext, type RequestPermissionRequest, type RequestPermissionResponse, type SessionNotification } from "@agentclientprotocol/sdk";
 import type { Logger } from "../log.ts";
+import { bwrapArgs, type SandboxLayout } from "../process/sandbox.ts";
 
 export interface AgentProcessOptions {
   name: string;
@@ -10,6 +11,8 @@ export interface AgentProcessOptions {
   cwd: string;
   /** The whole environment of the agent (childEnv: the agent must never see the bot's secrets). */
   env: Record<string, string>;
+  /** Run inside bubblewrap with this view of the machine (the bot's state hidden); undefined: as it is. */
+  sandbox?: SandboxLayout | undefined;
   log: Logger;
   onUpdate: (n: SessionNotification) => void;
   onPermission: (req: RequestPermissionRequest, signal: AbortSignal) => Promise<RequestPermissionResponse>;
@@ -59,7 +62,8 @@ export class AgentProcess {
   private async spawn(): Promise<ClientContext> {
     const { o } = this;
     const startedAt = Date.now();
-    const child = spawn(o.command, o.args, { cwd: o.cwd, env: o.env, stdio: ["pipe", "pipe", "pipe"] });
+    const [command, args] = o.sandbox ? ["bwrap", bwrapArgs(o.sandbox, o.command, o.args)] : [o.command, o.args];
+    const child = spawn(command, args, { cwd: o.cwd, env: o.env, stdio: ["pipe", "pipe", "pipe"] });
     this.child = child;
     const gen = ++this.generation;
     const failedToSpawn = new Promise<never>((_, reject) => child.once("error", (err) => reject(new Error(`could not start \`${o.command}\`: ${err.message}`))));

@@ -1,8 +1,10 @@
-import { resolve } from "node:path";
+import { dirname, resolve } from "node:path";
+import { ConfigError } from "../config/load.ts";
 import type { BotConfig } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
 import { childEnv } from "../process/child-env.ts";
+import { chooseSandbox } from "../process/sandbox.ts";
 import type { Db } from "../store/db.ts";
 import { PermissionStore } from "../store/permissions.ts";
 import type { ThreadStore } from "../store/threads.ts";
@@ -20,6 +22,8 @@ export interface AcpDeps {
   sender: MatrixSender;
   displayName: (roomId: string, userId: string) => Promise<string>;
   log: Logger;
+  /** The bot's config file, hidden from the agents by the sandbox. */
+  configFile?: string | undefined;
 }
 
 /** One backend per agent of `acp.agents` (none when the section is absent). */
@@ -37,10 +41,17 @@ export function createAcpBackends(config: BotConfig, deps: AcpDeps): AcpBackend[
       },
       acpCommands,
     );
+    // The agent is untrusted: the allowlist plus what the operator named, never the bot's secrets;
+    // in the sandbox (opencode.sandbox) the bot's database, config file and processes are not there.
+    // Agents keep their state in their home (~/.gemini, ~/.claude, XDG dirs), so it stays writable.
+    const env = childEnv({ passEnv: agent.env });
+    const sandbox = chooseSandbox(config.opencode.sandbox, {
+      writable: [cwd, ...(env.HOME ? [env.HOME] : []), ...(config.opencode.projectRoots ?? [])],
+      hiddenDirs: [dirname(resolve(config.database.path))],
+      hiddenFiles: deps.configFile ? [resolve(deps.configFile)] : [],
+    }, { who: `the ACP agent ${name}`, warn: (msg) => log.warn(msg), refuse: (msg) => new ConfigError(msg) });
     const process = new AgentProcess({
-      name, command: agent.command, args: agent.args, cwd, log,
-      // The agent is untrusted: the allowlist plus what the operator named, never the bot's secrets.
-      env: childEnv({ passEnv: agent.env }),
+      name, command: agent.command, args: agent.args, cwd, log, env, sandbox,
       onUpdate: (n) => backend.onUpdate(n),
       onPermission: (req, signal) => backend.onPermission(req, signal),
       onExit: () => backend.onProcessExit(),

@@ -4,7 +4,7 @@ import { existsSync, statSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { childEnv } from "../process/child-env.ts";
-import { bwrapArgs, opencodeStateDirs, type SandboxLayout } from "./sandbox.ts";
+import { bwrapArgs, opencodeStateDirs, type SandboxLayout } from "../process/sandbox.ts";
 import { basicAuthHeaders, type OpencodeAuth } from "./server-auth.ts";
 
 export interface EmbeddedServerOptions {

@@ -3,6 +3,7 @@
 // bot drives through the AgentBackend hooks. app.ts knows none of these parts.
 import { dirname, resolve } from "node:path";
 import type { MatrixClient } from "matrix-bot-sdk";
+import { ConfigError } from "../config/load.ts";
 import type { BotConfig } from "../config/schema.ts";
 import type { BotMetrics } from "../http/metrics.ts";
 import { addSecret, type Logger } from "../log.ts";
@@ -21,7 +22,7 @@ import { opencodeCommands } from "./commands/index.ts";
 import { OpencodeConnection } from "./connection.ts";
 import { restartEmbeddedOpencode, startEmbeddedOpencode, type EmbeddedServer, type EmbeddedServerOptions } from "./embedded-server.ts";
 import { PermissionDesk } from "./permission-desk.ts";
-import { chooseSandbox } from "./sandbox.ts";
+import { chooseSandbox } from "../process/sandbox.ts";
 import { generateOpencodeAuth } from "./server-auth.ts";
 import { TurnRunner } from "./turn-runner.ts";
 
@@ -66,7 +67,7 @@ export async function createOpencodeBackend(config: BotConfig, d: OpencodeDeps):
       writable: c.projectRoots ?? [],
       hiddenDirs: [dirname(resolve(config.database.path))],
       hiddenFiles: d.configFile ? [resolve(d.configFile)] : [],
-    }, (msg) => log.warn(msg));
+    }, { who: "the embedded OpenCode server", warn: (msg) => log.warn(msg), refuse: (msg) => new ConfigError(msg) });
     embeddedOptions = { cwd: workspaceDir, passEnv: c.passEnv, auth: generated, sandbox, onLog: (line) => ocLog.debug(line) };
     embedded = await startEmbeddedOpencode(embeddedOptions).catch(explainEmbeddedFailure);
     log.info({ url: embedded.url, pid: embedded.pid, sandbox: sandbox ? "bwrap" : "none" }, "started embedded OpenCode server");

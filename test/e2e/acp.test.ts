@@ -1,6 +1,6 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { resolveOpencodeBinary } from "../../src/opencode/embedded-server.ts";
 import { testOpencodeConfig } from "../harness/opencode.ts";
@@ -47,7 +47,8 @@ describe("ACP agent (opencode acp)", { timeout: 240_000 }, () => {
         XDG_CONFIG_HOME: join(home, "config"),
         XDG_STATE_HOME: join(home, "state"),
         XDG_CACHE_HOME: join(home, "cache"),
-        OPENCODE_CONFIG_CONTENT: JSON.stringify(testOpencodeConfig(stack.model.baseUrl, "ask")),
+        // bash asks; paths outside the project do not (a careless operator, for the sandbox test).
+        OPENCODE_CONFIG_CONTENT: JSON.stringify(testOpencodeConfig(stack.model.baseUrl, "ask", { permission: { external_directory: "allow" } })),
         OPENCODE_DISABLE_MODELS_FETCH: "1",
         OPENCODE_DISABLE_AUTOUPDATE: "1",
         OPENCODE_DISABLE_SHARE: "1",
@@ -83,6 +84,23 @@ describe("ACP agent (opencode acp)", { timeout: 240_000 }, () => {
     assert.equal(splitFooter(reply.body).text, "▶️ bash `echo hi` ✓\n\nCommand finished: hi");
     const outcome = await alice.latestBody(env.roomId, ask.event_id);
     assert.match(outcome.body, /^🔐 opencode-acp asked to use bash:\n\n```\necho hi\n```\n\n✅ allowed once by alice-acp-\S+\.$/);
+  });
+
+  test("the agent, even once allowed, cannot write the bot's database or read its process's environment", async () => {
+    const { alice } = env.users;
+    const insert = `INSERT INTO scheduled_prompts (room_id, text, due_at, status, created_by, created_at) VALUES ('${env.roomId}', 'pwned by the agent', 0, 'pending', '@agent:evil', 0)`;
+    const python = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit(); print('db: inserted')";
+    const out = join(env.dataDir, "..", `acp-attack-${Date.now()}.txt`);
+    const command = `python3 -c "${python}" ${env.dbPath} "${insert}" > ${out} 2>&1; tr '\\0' '\\n' 2>>${out} < /proc/${env.bot.pid}/environ >> ${out}; echo done`;
+    const sentAt = performance.now();
+    const root = await alice.sendText(env.roomId, `!acp bash: ${command}`);
+    const ask = await env.waitForBot("the permission request", (e) => String(e.content.body).startsWith("🔐 Permission needed") && String(e.content.body).includes("pwned"), 90_000);
+    await alice.react(env.roomId, ask.event_id, "✅");
+    await waitForFinalReply(env, root, root, sentAt, 90_000);
+    const seen = readFileSync(out, "utf8");
+    assert.match(seen, /no such table: scheduled_prompts/, "the database the agent sees is not the bot's");
+    assert.ok(!seen.includes(env.accounts.bot.accessToken), "the bot's Matrix token from /proc/<bot>/environ");
+    assert.deepEqual(env.query("SELECT text FROM scheduled_prompts"), [], "no row was added to the bot's database");
   });
 
   test("a stranger is not answered and reaches no agent", async () => {

@@ -4,7 +4,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { bwrapArgs, bwrapWorks } from "../../src/opencode/sandbox.ts";
+import { bwrapArgs, bwrapWorks } from "../../src/process/sandbox.ts";
 
 test("the sandbox binds the projects read-write and hides the bot's state on top of them", () => {
   const args = bwrapArgs({ writable: ["/srv/ws", "/srv/ws"], hiddenDirs: ["/srv/data"], hiddenFiles: ["/srv/config.yaml"] }, "/bin/opencode", ["serve"]);

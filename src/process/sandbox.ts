@@ -6,7 +6,6 @@
 import { spawnSync } from "node:child_process";
 import { mkdirSync, statSync } from "node:fs";
 import path from "node:path";
-import { ConfigError } from "../config/load.ts";
 
 export type SandboxMode = "auto" | "bwrap" | "off";
 
@@ -63,10 +62,15 @@ export function bwrapWorks(binary = "bwrap"): { ok: true } | { ok: false; why: s
 }
 
 /**
- * The layout to run the embedded server with, or undefined for none. "bwrap" insists (a start
- * without it fails); "auto" falls back to no sandbox and says what that leaves open.
+ * The layout to run an agent's process with (`who`: "the embedded OpenCode server", "the ACP agent x"),
+ * or undefined for none. "bwrap" insists (`refuse` makes the error that stops the start); "auto"
+ * falls back to no sandbox and `warn`s what that leaves open.
  */
-export function chooseSandbox(mode: SandboxMode, layout: SandboxLayout, warn: (msg: string) => void): SandboxLayout | undefined {
+export function chooseSandbox(
+  mode: SandboxMode,
+  layout: SandboxLayout,
+  how: { who: string; warn: (msg: string) => void; refuse: (msg: string) => Error },
+): SandboxLayout | undefined {
   if (mode === "off") return undefined;
   const probe = bwrapWorks();
   // A mount needs something to mount over: only what exists (the config may be /dev/null, or none).
@@ -79,10 +83,10 @@ export function chooseSandbox(mode: SandboxMode, layout: SandboxLayout, warn: (m
     }
   };
   if (probe.ok) return { writable: layout.writable.filter(is("dir")), hiddenDirs: layout.hiddenDirs.filter(is("dir")), hiddenFiles: layout.hiddenFiles.filter(is("file")) };
-  if (mode === "bwrap") throw new ConfigError(`opencode.sandbox is "bwrap", but bubblewrap cannot run here: ${probe.why}. Install bubblewrap (apt install bubblewrap), or set opencode.sandbox to auto.`);
-  warn(
-    `the embedded OpenCode server runs without a sandbox (${probe.why}): the agent can read the bot's database and config file. ` +
-      "Install bubblewrap (apt install bubblewrap), or run OpenCode as another user or in its own container (opencode.serverUrl).",
+  if (mode === "bwrap") throw how.refuse(`opencode.sandbox is "bwrap", but bubblewrap cannot run here: ${probe.why}. Install bubblewrap (apt install bubblewrap), or set opencode.sandbox to auto.`);
+  how.warn(
+    `${how.who} runs without a sandbox (${probe.why}): its agent can read the bot's database and config file. ` +
+      "Install bubblewrap (apt install bubblewrap), or run the agent as another user or in its own container.",
   );
   return undefined;
 }
