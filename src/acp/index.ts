@@ -1,10 +1,10 @@
-import { dirname, resolve } from "node:path";
+import { resolve } from "node:path";
 import { ConfigError } from "../config/load.ts";
 import type { BotConfig } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
 import { childEnv } from "../process/child-env.ts";
-import { chooseSandbox } from "../process/sandbox.ts";
+import { botStateHidden, chooseSandbox } from "../process/sandbox.ts";
 import type { Db } from "../store/db.ts";
 import { PermissionStore } from "../store/permissions.ts";
 import type { ThreadStore } from "../store/threads.ts";
@@ -47,8 +47,7 @@ export function createAcpBackends(config: BotConfig, deps: AcpDeps): AcpBackend[
     const env = childEnv({ passEnv: agent.env });
     const sandbox = chooseSandbox(config.opencode.sandbox, {
       writable: [cwd, ...(env.HOME ? [env.HOME] : []), ...(config.opencode.projectRoots ?? [])],
-      hiddenDirs: [dirname(resolve(config.database.path))],
-      hiddenFiles: deps.configFile ? [resolve(deps.configFile)] : [],
+      ...botStateHidden(config.database.path, deps.configFile),
     }, { who: `the ACP agent ${name}`, warn: (msg) => log.warn(msg), refuse: (msg) => new ConfigError(msg) });
     const process = new AgentProcess({
       name, command: agent.command, args: agent.args, cwd, log, env, sandbox,

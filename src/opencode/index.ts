@@ -1,7 +1,7 @@
 // Builds the OpenCode backend: its server (the embedded one, or the configured URL), the
 // connection and its event stream, the turn runner, the permission desk, and the lifecycle the
 // bot drives through the AgentBackend hooks. app.ts knows none of these parts.
-import { dirname, resolve } from "node:path";
+import { resolve } from "node:path";
 import type { MatrixClient } from "matrix-bot-sdk";
 import { ConfigError } from "../config/load.ts";
 import type { BotConfig } from "../config/schema.ts";
@@ -22,7 +22,7 @@ import { opencodeCommands } from "./commands/index.ts";
 import { OpencodeConnection } from "./connection.ts";
 import { restartEmbeddedOpencode, startEmbeddedOpencode, type EmbeddedServer, type EmbeddedServerOptions } from "./embedded-server.ts";
 import { PermissionDesk } from "./permission-desk.ts";
-import { chooseSandbox } from "../process/sandbox.ts";
+import { botStateHidden, chooseSandbox } from "../process/sandbox.ts";
 import { generateOpencodeAuth } from "./server-auth.ts";
 import { TurnRunner } from "./turn-runner.ts";
 
@@ -63,11 +63,7 @@ export async function createOpencodeBackend(config: BotConfig, d: OpencodeDeps):
     const generated = generateOpencodeAuth();
     addSecret(generated.password);
     auth = generated;
-    const sandbox = chooseSandbox(c.sandbox, {
-      writable: c.projectRoots ?? [],
-      hiddenDirs: [dirname(resolve(config.database.path))],
-      hiddenFiles: d.configFile ? [resolve(d.configFile)] : [],
-    }, { who: "the embedded OpenCode server", warn: (msg) => log.warn(msg), refuse: (msg) => new ConfigError(msg) });
+    const sandbox = chooseSandbox(c.sandbox, { writable: c.projectRoots ?? [], ...botStateHidden(config.database.path, d.configFile) }, { who: "the embedded OpenCode server", warn: (msg) => log.warn(msg), refuse: (msg) => new ConfigError(msg) });
     embeddedOptions = { cwd: workspaceDir, passEnv: c.passEnv, auth: generated, sandbox, onLog: (line) => ocLog.debug(line) };
     embedded = await startEmbeddedOpencode(embeddedOptions).catch(explainEmbeddedFailure);
     log.info({ url: embedded.url, pid: embedded.pid, sandbox: sandbox ? "bwrap" : "none" }, "started embedded OpenCode server");

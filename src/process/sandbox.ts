@@ -53,12 +53,26 @@ export function opencodeStateDirs(env: Record<string, string>): string[] {
   return dirs;
 }
 
-/** Does bwrap exist and work here (user namespaces allowed)? Asked once at start. */
-export function bwrapWorks(binary = "bwrap"): { ok: true } | { ok: false; why: string } {
+type Probe = { ok: true } | { ok: false; why: string };
+const probes = new Map<string, Probe>();
+
+/** Does bwrap exist and work here (user namespaces allowed)? Asked once per process, however many agents start. */
+export function bwrapWorks(binary = "bwrap"): Probe {
+  let probe = probes.get(binary);
+  if (!probe) probes.set(binary, (probe = probeBwrap(binary)));
+  return probe;
+}
+
+function probeBwrap(binary: string): Probe {
   const r = spawnSync(binary, ["--ro-bind", "/", "/", "--unshare-pid", "--proc", "/proc", "--dev", "/dev", "--", "true"], { encoding: "utf8", timeout: 10_000 });
   if (r.error) return { ok: false, why: (r.error as NodeJS.ErrnoException).code === "ENOENT" ? "bwrap is not installed" : r.error.message };
   if (r.status !== 0) return { ok: false, why: (r.stderr || `exit code ${r.status}`).trim().split("\n")[0] ?? "failed" };
   return { ok: true };
+}
+
+/** What every agent's sandbox hides: the directory of the bot's database (with its -wal and -shm files) and its config file. */
+export function botStateHidden(databasePath: string, configFile: string | undefined): Pick<SandboxLayout, "hiddenDirs" | "hiddenFiles"> {
+  return { hiddenDirs: [path.dirname(path.resolve(databasePath))], hiddenFiles: configFile ? [path.resolve(configFile)] : [] };
 }
 
 /**
