@@ -4,6 +4,7 @@
 // it goes into the bot's SQLite database, which the running bot polls. The message in the room
 // is for the people there; it becomes the thread the answer streams into.
 import { ConfigError, loadConfig } from "../config/load.ts";
+import type { Credentials } from "../matrix/bot-client.ts";
 import { FetchClient } from "../matrix/fetch-client.ts";
 import { occurrenceTxnId, promptMessage, scheduledNotice } from "../schedule/messages.ts";
 import { ScheduleStore } from "../schedule/store.ts";
@@ -15,12 +16,17 @@ import { CliUsageError, parseSendArgs, sendUsage, type SendArgs } from "./args.t
 
 class Failure extends Error {}
 
+async function passwordToken(creds: Credentials, kv: KeyValue): Promise<string> {
+  const [{ resolveAccessToken }, { passwordLogin }] = await Promise.all([import("../matrix/bot-client.ts"), import("../startup/matrix-check.ts")]);
+  return resolveAccessToken(creds, kv, async (c) => (await passwordLogin(c, c.deviceName)).accessToken);
+}
+
 async function send(args: SendArgs): Promise<string> {
   const config = loadConfig({ file: args.config });
   const db = openDatabase(config.database.path);
   try {
-    // matrix-bot-sdk (slow to load, noisy) only for a password login.
-    const token = config.matrix.accessToken ?? (await (await import("../matrix/bot-client.ts")).resolveAccessToken(config.matrix, new KeyValue(db)));
+    // matrix-bot-sdk (slow to load, noisy) only for a password login; the same login as the bot's start.
+    const token = config.matrix.accessToken ?? (await passwordToken(config.matrix, new KeyValue(db)));
     const hs = new FetchClient(config.matrix.homeserverUrl, token);
     const roomId = await hs.resolveRoom(args.room);
     const when = parseWhen(args.at, Date.now(), config.schedule.timezone);

@@ -1,4 +1,4 @@
-import { MatrixAuth, MatrixClient, type IStorageProvider } from "matrix-bot-sdk";
+import { MatrixClient, type IStorageProvider } from "matrix-bot-sdk";
 import { addSecret } from "../log.ts";
 import type { KeyValue } from "../store/key-value.ts";
 
@@ -41,16 +41,11 @@ export interface Credentials {
 /** A password login: the new access token. */
 export type PasswordLogin = (creds: Credentials) => Promise<string>;
 
-const sdkPasswordLogin: PasswordLogin = async (creds) => {
-  const localpart = /^@([^:]+):/.exec(creds.userId ?? "")?.[1] ?? creds.userId ?? "";
-  return (await new MatrixAuth(creds.homeserverUrl).passwordLogin(localpart, creds.password ?? "", creds.deviceName)).accessToken;
-};
-
 /**
  * The access token to use: the configured one, or one from a password login (`login`), kept so a
  * restart does not log in again.
  */
-export async function resolveAccessToken(creds: Credentials, kv: KeyValue, login: PasswordLogin = sdkPasswordLogin): Promise<string> {
+export async function resolveAccessToken(creds: Credentials, kv: KeyValue, login: PasswordLogin): Promise<string> {
   if (creds.accessToken !== undefined) return creds.accessToken;
   const key = `matrix.login.${creds.userId ?? ""}`;
   const saved = kv.get(key);
