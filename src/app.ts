@@ -7,13 +7,16 @@ import type { BotConfig } from "./config/schema.ts";
 import { BotMetrics } from "./http/metrics.ts";
 import { startHttpServer } from "./http/server.ts";
 import { createLettaBackend } from "./letta/index.ts";
+import { createDelegation } from "./mcp/index.ts";
 import type { Logger } from "./log.ts";
 import { DurableMatrixClient } from "./matrix/bot-client.ts";
 import { DisplayNames } from "./matrix/display-names.ts";
 import { downloadMessageFiles } from "./matrix/files.ts";
+import { guardSyncHandler } from "./matrix/guard.ts";
 import { MessageIntake } from "./matrix/intake.ts";
 import { RoomMembership } from "./matrix/rooms.ts";
 import { MatrixSender } from "./matrix/sender.ts";
+import { TypingKeeper } from "./matrix/typing.ts";
 import { Notifier } from "./notify/notifier.ts";
 import { createOpencodeBackend } from "./opencode/index.ts";
 import { Scheduler } from "./schedule/scheduler.ts";
@@ -26,6 +29,12 @@ import { RoomStore } from "./store/rooms.ts";
 import { SqliteSyncStorage } from "./store/sync-storage.ts";
 import { ThreadStore } from "./store/threads.ts";
 import { TurnStore } from "./store/turns.ts";
+import { TurnEngine } from "./turns/engine.ts";
+import { LiveReplyStore } from "./turns/live-replies.ts";
+import { ConversationSettings } from "./turns/settings.ts";
+import { sharedCommands } from "./commands/shared-commands.ts";
+import { TurnNotices } from "./turns/notices.ts";
+import { createTranscriber } from "./voice/transcriber.ts";
 
 export interface RunningBot {
   userId: string;
@@ -49,18 +58,27 @@ export async function startBot(config: BotConfig, log: Logger, opts: { configFil
   ensureDirectory(resolve(config.opencode.workspaceDir), "opencode.workspaceDir");
   // The homeserver and the token before anything heavy: a wrong URL or token is the commonest first-run mistake.
   const account = await verifyMatrixAccount(config.matrix, kv);
-  const client = new DurableMatrixClient(config.matrix.homeserverUrl, account.accessToken, new SqliteSyncStorage(db));
+  const client = new DurableMatrixClient(config.matrix.homeserverUrl, account.accessToken, new SqliteSyncStorage(db), { requestTimeoutMs: config.matrix.requestTimeoutMs });
   const userId = await client.getUserId();
   const metrics = new BotMetrics();
   const sender = new MatrixSender(client, log.child({ component: "matrix" }), () => metrics.rateLimited());
   const access = new AccessPolicy(config.access.allowedUsers, config.access.strangerNoticeIntervalMs, config.access.admins);
   const names = new DisplayNames(client);
 
+  // "The bot is typing…" while the router hands a prompt on and while any turn in the room runs.
+  const typing = new TypingKeeper(client, log.child({ component: "typing" }));
+  // Every backend's turns are rendered, posted and pushed by one engine.
+  const notices = new TurnNotices({ sender, names, log, completionNoticeAfterMs: config.rendering.completionNoticeAfterMs });
+  const settings = new ConversationSettings(db);
+  const engine = new TurnEngine({ sender, log, typing, notices, settings, replies: new LiveReplyStore(db), editWindowMs: config.rendering.editWindowMs });
+
   // The list of backends: adding one is one factory call here.
-  const opencode = await createOpencodeBackend(config, { db, kv, inbox, threads, turns, rooms, sender, client, names, metrics, log, configFile: opts.configFile });
-  const letta = createLettaBackend(config, { db, threads, inbox, sender, displayName: (r, u) => names.get(r, u), log: log.child({ component: "letta" }) });
-  const acp = createAcpBackends(config, { db, threads, sender, displayName: (r, u) => names.get(r, u), log, configFile: opts.configFile });
+  const opencode = await createOpencodeBackend(config, { db, kv, inbox, threads, turns, rooms, sender, client, names, metrics, engine, settings, log, configFile: opts.configFile });
+  const letta = createLettaBackend(config, { db, threads, inbox, sender, engine, displayName: (r, u) => names.get(r, u), log: log.child({ component: "letta" }) });
+  const acp = createAcpBackends(config, { db, inbox, threads, sender, engine, displayName: (r, u) => names.get(r, u), log, configFile: opts.configFile });
   const backends: AgentBackend[] = [opencode, ...(letta ? [letta] : []), ...acp];
+  // Letta agents hand coding tasks to OpenCode through POST /mcp (letta.delegateToOpencode).
+  const delegation = letta && config.letta.delegateToOpencode ? createDelegation(config, { db, letta, opencode, threads, sender, names, log, botUserId: userId }) : undefined;
 
   metrics.observe({ sendCounters: sender.counters, activeSessions: () => backends.reduce((n, b) => n + (b.activeTurns?.() ?? 0), 0) });
   // What OpenCode's notify plugin posts (sessions started outside Matrix).
@@ -71,23 +89,31 @@ export async function startBot(config: BotConfig, log: Logger, opts: { configFil
     log: log.child({ component: "notify" }),
   });
   const router = new CommandRouter({
-    botUserId: userId, access, threads, sender, client, log, backends,
+    botUserId: userId, access, threads, sender, client, log, backends, typing,
+    shared: sharedCommands({ settings }),
     services: { threads, rooms, sender, client, log },
     downloadFiles: (msg) => downloadMessageFiles(client, msg),
+    // Voice messages become prompts (README: "Voice messages"); without transcription.baseUrl they get the how-to.
+    transcriber: createTranscriber(config.transcription), displayName: (r, u) => names.get(r, u),
   });
-  const intake = new MessageIntake({ inbox, handler: (m) => router.handle(m), log, notBefore });
+  const intake = new MessageIntake({ inbox, handler: (m) => router.handle(m), log, notBefore, ownUserId: userId });
+  intake.startPruning(config.database.inboxRetentionMs);
   const membership = new RoomMembership({ client, access, sender, db, log });
 
-  client.on("room.message", (roomId: string, event: Record<string, unknown>) => intake.accept(roomId, event));
-  client.on("room.invite", (roomId: string, event: { sender?: string }) => void membership.onInvite(roomId, event));
-  client.on("room.join", (roomId: string) => void membership.onJoin(roomId));
-  client.on("room.event", (roomId: string, event: Record<string, unknown>) => {
+  // A handler that throws into the SDK would end its sync batch: the events after it would be lost (guard.ts).
+  const on = (name: string, handler: (roomId: string, event: Record<string, unknown>) => unknown): void => void client.on(name, guardSyncHandler(log, name, handler));
+  on("room.message", (roomId, event) => intake.accept(roomId, event));
+  on("room.invite", (roomId, event) => membership.onInvite(roomId, event));
+  on("room.join", (roomId) => membership.onJoin(roomId));
+  on("room.event", (roomId, event) => {
+    names.onRoomEvent(roomId, event); // a rename shows in attributions at once
     if (event.type === "m.reaction") intake.accept(roomId, event);
-    if (event.type === "m.room.encrypted" && event.sender !== userId) void membership.tellEncrypted(roomId);
+    return event.type === "m.room.encrypted" && event.sender !== userId ? membership.tellEncrypted(roomId) : undefined;
   });
 
   for (const b of backends) await b.start?.();
   for (const b of backends) await b.reconcile?.();
+  await delegation?.reconcile();
   const replayed = intake.replayPending();
   if (replayed > 0) log.info({ replayed }, "resuming messages accepted before the last stop");
   await client.start();
@@ -104,6 +130,7 @@ export async function startBot(config: BotConfig, log: Logger, opts: { configFil
     host: config.http.host,
     port: config.http.port,
     log,
+    mcp: delegation?.http,
     metrics,
     notify: {
       token: config.notify.token,
@@ -137,6 +164,7 @@ export async function startBot(config: BotConfig, log: Logger, opts: { configFil
       };
     },
   });
+  await delegation?.start(http.port);
   log.info({ userId, httpPort: http.port }, "bot ready");
 
   let stopping: Promise<void> | undefined;
@@ -148,7 +176,9 @@ export async function startBot(config: BotConfig, log: Logger, opts: { configFil
         log.info("stopping: no new work, finishing replies in flight");
         client.stop();
         await intake.drain();
+        typing.stop();
         await scheduler.stop();
+        delegation?.stop();
         await Promise.all(backends.map((b) => b.stop?.()));
         await http.close();
         db.close();

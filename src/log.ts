@@ -78,7 +78,21 @@ export function secretScrubber(secrets: string[]): (s: string) => string {
   };
 }
 
-/** Routes matrix-bot-sdk's own logging into pino, at warn and above, scrubbed (before the cut, so no part of a secret stays). */
+/**
+ * The wait a rate-limit answer asks for, when an SDK line is one: matrix-bot-sdk logs every 429
+ * (M_LIMIT_EXCEEDED) at ERROR, though the bot handles them (rate-limit.ts waits them out, or a
+ * streamed edit gives way to a newer one). Undefined for any other line; null when no wait is named.
+ */
+export function rateLimitLine(text: string): number | null | undefined {
+  if (!text.includes("M_LIMIT_EXCEEDED")) return undefined;
+  const ms = /"retry_after_ms":\s*(\d+)/.exec(text)?.[1];
+  return ms === undefined ? null : Number(ms);
+}
+
+/**
+ * Routes matrix-bot-sdk's own logging into pino, at warn and above, scrubbed (before the cut, so
+ * no part of a secret stays). Handled rate limits become info lines with the wait asked for.
+ */
 export function bridgeMatrixSdkLogs(log: Logger, secrets: string[] = []): void {
   const scrub = secretScrubber(secrets);
   const fmt = (module: string, args: unknown[]): [object, string] => {
@@ -86,14 +100,24 @@ export function bridgeMatrixSdkLogs(log: Logger, secrets: string[] = []): void {
     return [{ module }, scrub(text).slice(0, 2000)];
   };
   const sdkLog = log.child({ component: "matrix-sdk" });
+  const rateLimited = (obj: object, text: string): boolean => {
+    const wait = rateLimitLine(text);
+    if (wait === undefined) return false;
+    sdkLog.info({ ...obj, retryAfterMs: wait, detail: text }, "homeserver rate limit (429); handled by waiting");
+    return true;
+  };
   const logger: ILogger = {
     trace: (m, ...a) => sdkLog.trace(...fmt(m, a)),
     debug: (m, ...a) => sdkLog.debug(...fmt(m, a)),
     info: (m, ...a) => sdkLog.info(...fmt(m, a)),
+    warn: (m, ...a) => {
+      const [obj, text] = fmt(m, a);
+      if (!rateLimited(obj, text)) sdkLog.warn(obj, text);
+    },
     // The SDK logs an expected 404 for m.direct account data at ERROR on start; not worth a page.
-    warn: (m, ...a) => sdkLog.warn(...fmt(m, a)),
     error: (m, ...a) => {
       const [obj, text] = fmt(m, a);
+      if (rateLimited(obj, text)) return;
       if (text.includes("M_NOT_FOUND")) sdkLog.debug(obj, text);
       else sdkLog.error(obj, text);
     },

@@ -1,4 +1,8 @@
+import { BoundedMap } from "../store/bounded-map.ts";
 import { userMatcher, type UserMatcher } from "./user-pattern.ts";
+
+/** Strangers remembered for the notice interval: past this many (user, room) pairs the oldest notice is forgotten. */
+const maxStrangers = 10_000;
 
 /**
  * Who may drive the agents (`access.allowedUsers`) and who operates the bot (`access.admins`:
@@ -9,12 +13,19 @@ export class AccessPolicy {
   private readonly allowed: UserMatcher[];
   private readonly admins: UserMatcher[];
   private readonly noticeIntervalMs: number;
-  private readonly lastNotice = new Map<string, number>();
+  /** When each (room, stranger) was last told: at most maxStrangers pairs, the least recently told forgotten first. */
+  private readonly lastNotice: BoundedMap<string, number>;
 
-  constructor(patterns: string[], strangerNoticeIntervalMs: number, adminPatterns: string[] = []) {
+  constructor(patterns: string[], strangerNoticeIntervalMs: number, adminPatterns: string[] = [], opts: { maxStrangers?: number } = {}) {
     this.allowed = patterns.map(userMatcher);
     this.admins = adminPatterns.map(userMatcher);
     this.noticeIntervalMs = strangerNoticeIntervalMs;
+    this.lastNotice = new BoundedMap({ maxEntries: opts.maxStrangers ?? maxStrangers });
+  }
+
+  /** (room, stranger) pairs remembered now (for tests). */
+  get strangersRemembered(): number {
+    return this.lastNotice.size;
   }
 
   isAllowed(userId: string): boolean {

@@ -5,9 +5,13 @@ import type { Logger } from "../log.ts";
 import { threadMessage, type ThreadTarget } from "../matrix/content.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
 import type { Db } from "../store/db.ts";
+import type { Inbox } from "../store/inbox.ts";
 import type { ThreadRow, ThreadStore } from "../store/threads.ts";
 import type { AgentProcess } from "./agent-process.ts";
 import type { AcpPermissions } from "./permissions.ts";
+import type { TurnEngine } from "../turns/engine.ts";
+import { TurnLanes } from "../turns/lanes.ts";
+import { TurnQueue, type QueuedTurn } from "../turns/queue.ts";
 import type { AcpTurnStore } from "./store.ts";
 import { runTurn, type ActiveTurn, type TurnJob } from "./turn.ts";
 
@@ -17,13 +21,20 @@ export interface AcpBackendDeps {
   cwd: string;
   command: string;
   db: Db;
+  inbox: Inbox;
   threads: ThreadStore;
   turns: AcpTurnStore;
   sender: MatrixSender;
   displayName: (roomId: string, userId: string) => Promise<string>;
   log: Logger;
-  editWindowMs: number;
-  completionNoticeAfterMs: number;
+  engine: TurnEngine;
+}
+
+/** What a waiting prompt needs to start its turn (its row holds the rest). */
+interface QueuedPrompt {
+  turnId: number;
+  /** What is sent to the agent (attributed: "[Alice] …"). */
+  text: string;
 }
 
 const threadKey = (roomId: string, root: string): string => `${roomId}\u0000${root}`;
@@ -42,9 +53,8 @@ export class AcpBackend implements AgentBackend {
   readonly d: AcpBackendDeps;
   process!: AgentProcess;
   permissions!: AcpPermissions;
-  /** Threads with a turn running, each with the jobs waiting behind it. */
-  private readonly busy = new Map<string, TurnJob[]>();
-  private readonly running = new Set<Promise<void>>();
+  /** One turn at a time per thread; the prompts waiting for it are in the durable queue. */
+  private readonly lanes: TurnLanes<QueuedPrompt>;
   /** Turns in flight by session id: where the agent's updates and permission requests go. */
   private readonly active = new Map<string, ActiveTurn>();
   /** Sessions the current agent process knows: created or loaded in its generation. */
@@ -57,6 +67,7 @@ export class AcpBackend implements AgentBackend {
     this.prefix = deps.prefix;
     this.promptSummary = `starts a session with the ${deps.name} agent (ACP); the answer streams into a thread on your message`;
     this.commands = commandsOf(this);
+    this.lanes = new TurnLanes(new TurnQueue<QueuedPrompt>(deps.db, deps.name), (item) => this.runQueued(item), deps.log);
   }
 
   /** Wires the process and the permission desk, which call back into the backend. */
@@ -67,8 +78,8 @@ export class AcpBackend implements AgentBackend {
 
   /** Whether a thread's session is answering, and how many prompts wait. */
   load(thread: ThreadRow): { busy: boolean; queued: number } {
-    const q = this.busy.get(threadKey(thread.roomId, thread.rootEventId));
-    return { busy: q !== undefined, queued: q?.length ?? 0 };
+    const key = threadKey(thread.roomId, thread.rootEventId);
+    return { busy: this.lanes.isBusy(key), queued: this.lanes.queue.count(key) };
   }
 
   async startThread(req: PromptRequest, root: string): Promise<void> {
@@ -76,22 +87,27 @@ export class AcpBackend implements AgentBackend {
     const { sessionId } = await agent.request("session/new", { cwd: this.d.cwd, mcpServers: [] });
     this.known.set(sessionId, this.process.generation);
     const text = await this.attributed(req);
-    const { thread, row } = this.d.db.transaction(() => {
-      const thread = this.d.threads.insert({ roomId: req.roomId, rootEventId: root, backend: this.name, sessionId, title: titleFrom(req.text, `${this.name} session`), startedBy: req.sender, directory: this.d.cwd });
-      const row = this.d.turns.add({ agent: this.name, roomId: req.roomId, rootEventId: root, sessionId, promptEventId: req.eventId, promptedBy: req.sender }, "running");
-      return { thread, row };
+    const queueId = this.d.db.transaction(() => {
+      this.d.threads.insert({ roomId: req.roomId, rootEventId: root, backend: this.name, sessionId, title: titleFrom(req.text, `${this.name} session`), startedBy: req.sender, directory: this.d.cwd });
+      return this.record(req, root, sessionId, text);
     })();
-    this.submit({ row, thread, text, target: { roomId: req.roomId, threadRoot: root, replyTo: req.eventId } });
+    this.submit(threadKey(req.roomId, root), queueId);
   }
 
   async followUp(thread: ThreadRow, req: PromptRequest): Promise<{ queued: number }> {
     const text = await this.attributed(req);
-    const queued = this.busy.has(threadKey(thread.roomId, thread.rootEventId));
-    const row = this.d.db.transaction(() => {
+    const queueId = this.d.db.transaction(() => {
       this.d.threads.touch(thread.roomId, thread.rootEventId);
-      return this.d.turns.add({ agent: this.name, roomId: thread.roomId, rootEventId: thread.rootEventId, sessionId: thread.sessionId, promptEventId: req.eventId, promptedBy: req.sender }, queued ? "queued" : "running");
+      return this.record(req, thread.rootEventId, thread.sessionId, text);
     })();
-    return { queued: this.submit({ row, thread, text, target: { roomId: thread.roomId, threadRoot: thread.rootEventId, replyTo: req.eventId } }) };
+    return { queued: this.submit(threadKey(thread.roomId, thread.rootEventId), queueId) };
+  }
+
+  /** The turn row, its queue entry and the inbox mark commit together: a restart finds the prompt waiting, or running, never twice. */
+  private record(req: PromptRequest, root: string, sessionId: string, text: string): number {
+    const row = this.d.turns.add({ agent: this.name, roomId: req.roomId, rootEventId: root, sessionId, promptEventId: req.eventId, promptedBy: req.sender }, "queued");
+    this.d.inbox.markDone(req.eventId);
+    return this.lanes.queue.add({ key: threadKey(req.roomId, root), roomId: req.roomId, rootEventId: root }, { roomId: req.roomId, eventId: req.eventId, sender: req.sender, text: req.text }, { turnId: row.id, text });
   }
 
   private async attributed(req: PromptRequest): Promise<string> {
@@ -100,42 +116,35 @@ export class AcpBackend implements AgentBackend {
     return `[${name}] ${req.text}${files}`;
   }
 
-  /** Runs the job now, or queues it behind its thread's turn. Returns the queue position. */
-  private submit(job: TurnJob): number {
-    const key = threadKey(job.row.roomId, job.row.rootEventId);
-    const queue = this.busy.get(key);
-    if (queue) {
-      queue.push(job);
-      return queue.length;
-    }
-    this.busy.set(key, []);
-    const done = this.drain(key, job).finally(() => this.running.delete(done));
-    this.running.add(done);
-    return 0;
+  /** Starts the thread's lane, or leaves the prompt queued behind its turn. Returns the queue position (0 = now). */
+  private submit(key: string, queueId: number): number {
+    return this.lanes.kick(key) ? 0 : this.lanes.queue.position(key, queueId);
   }
 
-  private async drain(key: string, first: TurnJob): Promise<void> {
-    let job: TurnJob | undefined = first;
-    while (job) {
-      try {
-        await runTurn(
-          {
-            agentName: this.name, sender: this.d.sender, turns: this.d.turns, log: this.d.log,
-            editWindowMs: this.d.editWindowMs, completionNoticeAfterMs: this.d.completionNoticeAfterMs,
-            session: (j, note) => this.session(j, note),
-            attach: (sessionId, turn) => (turn ? this.active.set(sessionId, turn) : this.active.delete(sessionId)),
-            stopping: () => this.isStopping,
-            explain: (err) => this.explain(err),
-          },
-          job,
-        );
-      } catch (err) {
-        this.d.log.error({ err, agent: this.name }, "ACP turn failed");
-        this.d.turns.finish(job.row.id, "failed");
-      }
-      job = this.isStopping ? undefined : this.busy.get(key)?.shift();
+  private async runQueued(item: QueuedTurn<QueuedPrompt>): Promise<void> {
+    const row = this.d.turns.get(item.payload.turnId);
+    const thread = this.d.threads.get(item.roomId, item.rootEventId);
+    if (row?.status !== "queued") return;
+    if (!thread) {
+      this.d.turns.finish(row.id, "failed", { stopReason: "forgotten" });
+      return;
     }
-    this.busy.delete(key);
+    const job: TurnJob = { row, thread, text: item.payload.text, target: { roomId: item.roomId, threadRoot: item.rootEventId, replyTo: item.req.eventId } };
+    try {
+      await runTurn(
+        {
+          agentName: this.name, engine: this.d.engine, turns: this.d.turns, log: this.d.log,
+          session: (j, note) => this.session(j, note),
+          attach: (sessionId, turn) => (turn ? this.active.set(sessionId, turn) : this.active.delete(sessionId)),
+          stopping: () => this.isStopping,
+          explain: (err) => this.explain(err),
+        },
+        job,
+      );
+    } catch (err) {
+      this.d.log.error({ err, agent: this.name }, "ACP turn failed");
+      this.d.turns.finish(row.id, "failed");
+    }
   }
 
   /** A session the running process knows for the job's thread: loaded again after a restart, else new. */
@@ -174,7 +183,7 @@ export class AcpBackend implements AgentBackend {
     const turn = this.active.get(req.sessionId);
     // A request outside any turn (e.g. while a session loads) has nobody to ask.
     if (!turn) return { outcome: { outcome: "cancelled" } };
-    const name = turn.view.toolName(req.toolCall.toolCallId);
+    const name = turn.translator.toolName(req.toolCall.toolCallId);
     return this.permissions.ask(turn.job.thread, turn.job.row.promptedBy, req, name, signal);
   }
 
@@ -184,9 +193,8 @@ export class AcpBackend implements AgentBackend {
 
   /** `abort`: cancels the thread's turn and drops the prompts waiting behind it. */
   async abort(thread: ThreadRow): Promise<{ running: boolean; dropped: number }> {
-    const queue = this.busy.get(threadKey(thread.roomId, thread.rootEventId));
-    const dropped = queue?.splice(0) ?? [];
-    for (const j of dropped) this.d.turns.finish(j.row.id, "failed", { stopReason: "dropped" });
+    const dropped = this.lanes.queue.clear(threadKey(thread.roomId, thread.rootEventId));
+    for (const q of dropped) this.d.turns.finish(q.payload.turnId, "failed", { stopReason: "dropped" });
     const turn = [...this.active.entries()].find(([, t]) => t.job.thread.roomId === thread.roomId && t.job.thread.rootEventId === thread.rootEventId);
     if (turn && this.process.running) {
       await this.permissions.cancelIn(thread);
@@ -208,7 +216,9 @@ export class AcpBackend implements AgentBackend {
   /** Turns a previous run left open were cut off with its agent process: each thread is told. */
   async reconcile(): Promise<void> {
     await this.permissions.expireAll(false);
+    const waiting = new Set(this.lanes.queue.all().map((q) => q.payload.turnId));
     for (const row of this.d.turns.open(this.name)) {
+      if (waiting.has(row.id)) continue;
       this.d.turns.finish(row.id, "failed", { stopReason: "restart" });
       const target: ThreadTarget = { roomId: row.roomId, threadRoot: row.rootEventId, replyTo: row.replyEventId ?? row.promptEventId };
       const text =
@@ -217,15 +227,16 @@ export class AcpBackend implements AgentBackend {
           : `⚠️ The bot restarted before this message reached ${this.name}. It was not sent: send it again if you still want an answer.`;
       await this.d.sender.send(row.roomId, threadMessage(target, text, { notice: true })).catch((err: unknown) => this.d.log.warn({ err }, "could not tell a thread about a cut-off ACP turn"));
     }
+    // Prompts that were waiting when the bot stopped never reached the agent: they go now, in order.
+    this.lanes.resume();
   }
 
-  /** Ends the agent process; turns in flight stay open for the next start's reconcile. */
+  /** Ends the agent process; turns in flight stay open for the next start's reconcile, waiting prompts stay queued. */
   async stop(): Promise<void> {
     this.isStopping = true;
-    for (const q of this.busy.values()) q.length = 0;
+    const stopped = this.lanes.stop(5000);
     await this.process.stop();
-    const all = Promise.all([...this.running]);
-    await Promise.race([all, new Promise<void>((r) => setTimeout(r, 5000).unref())]);
+    await stopped;
   }
 
   health(): BackendHealth {

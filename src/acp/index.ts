@@ -6,6 +6,7 @@ import type { MatrixSender } from "../matrix/sender.ts";
 import { childEnv } from "../process/child-env.ts";
 import { botStateHidden, chooseSandbox } from "../process/sandbox.ts";
 import type { Db } from "../store/db.ts";
+import type { Inbox } from "../store/inbox.ts";
 import { PermissionStore } from "../store/permissions.ts";
 import type { ThreadStore } from "../store/threads.ts";
 import { AgentProcess } from "./agent-process.ts";
@@ -13,15 +14,18 @@ import { AcpBackend } from "./backend.ts";
 import { acpCommands } from "./commands.ts";
 import { AcpPermissions } from "./permissions.ts";
 import { AcpTurnStore } from "./store.ts";
+import type { TurnEngine } from "../turns/engine.ts";
 
 export { AcpBackend } from "./backend.ts";
 
 export interface AcpDeps {
   db: Db;
+  inbox: Inbox;
   threads: ThreadStore;
   sender: MatrixSender;
   displayName: (roomId: string, userId: string) => Promise<string>;
   log: Logger;
+  engine: TurnEngine;
   /** The bot's config file, hidden from the agents by the sandbox. */
   configFile?: string | undefined;
 }
@@ -36,8 +40,6 @@ export function createAcpBackends(config: BotConfig, deps: AcpDeps): AcpBackend[
     const backend = new AcpBackend(
       {
         ...deps, log, turns, name, cwd, prefix: agent.prefix, command: [agent.command, ...agent.args].join(" "),
-        editWindowMs: config.rendering.editWindowMs,
-        completionNoticeAfterMs: config.rendering.completionNoticeAfterMs,
       },
       acpCommands,
     );

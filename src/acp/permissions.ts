@@ -8,6 +8,7 @@ import { replyForReaction, type PermissionReply } from "../opencode/permission-d
 import { askText, attachmentOf, outcomeText, withPlainBody } from "../opencode/permission-text.ts";
 import type { PermissionRow, PermissionStore, PermissionSubject } from "../store/permissions.ts";
 import type { ThreadRow } from "../store/threads.ts";
+import { permissionPushBody, permissionPushLine } from "../turns/notices.ts";
 
 const outcomeLabel: Record<PermissionReply | "expired", string> = {
   once: "✅ allowed once",
@@ -94,7 +95,9 @@ export class AcpPermissions {
       const whoName = await this.d.displayName(thread.roomId, who).catch(() => who);
       const text = askText(subject, requestId, { markdown: pill(who, whoName).markdown, name: whoName }, this.d.prefix, this.d.label);
       const target: ThreadTarget = { roomId: thread.roomId, threadRoot: thread.rootEventId, replyTo: thread.rootEventId };
-      const eventId = await this.d.sender.send(thread.roomId, withPlainBody(threadMessage(target, text.markdown, { mentions: [who] }), text.plain));
+      // The plain body is what a lock screen shows: its first line says what will run.
+      const body = permissionPushBody(permissionPushLine(whoName, this.d.label, subject), text.plain);
+      const eventId = await this.d.sender.send(thread.roomId, withPlainBody(threadMessage(target, text.markdown, { mentions: [who] }), body));
       this.d.store.setMessage(requestId, eventId);
       await this.attachWhole(subject, requestId, { ...target, replyTo: eventId });
       for (const key of ["✅", "♾️", "❌"]) await this.d.sender.react(thread.roomId, eventId, key);

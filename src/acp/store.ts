@@ -56,6 +56,11 @@ export class AcpTurnStore {
     return { ...t, id: Number(info.lastInsertRowid), replyEventId: null, status };
   }
 
+  get(id: number): AcpTurnRow | undefined {
+    const r = this.db.prepare("SELECT * FROM acp_turns WHERE id = ?").get(id) as Raw | undefined;
+    return r && toRow(r);
+  }
+
   running(id: number, sessionId: string): void {
     this.db.prepare("UPDATE acp_turns SET status = 'running', session_id = ? WHERE id = ?").run(sessionId, id);
   }

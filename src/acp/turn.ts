@@ -1,12 +1,11 @@
 import type { ClientContext, SessionUpdate } from "@agentclientprotocol/sdk";
 import type { Logger } from "../log.ts";
-import { threadMessage, type ThreadTarget } from "../matrix/content.ts";
-import { pill } from "../matrix/format.ts";
-import type { MatrixSender } from "../matrix/sender.ts";
-import { SplitLiveMessage, attachAnswerFile } from "../render/split-live-message.ts";
+import type { ThreadTarget } from "../matrix/content.ts";
 import type { ThreadRow } from "../store/threads.ts";
+import type { TurnEngine } from "../turns/engine.ts";
+import { clip } from "../turns/render.ts";
+import { AcpTranslator } from "./events.ts";
 import type { AcpTurnRow, AcpTurnStore } from "./store.ts";
-import { AcpTurnView, clip } from "./view.ts";
 
 export interface TurnJob {
   row: AcpTurnRow;
@@ -19,17 +18,15 @@ export interface TurnJob {
 /** A turn in flight, as the backend routes the agent's updates and permission requests to it. */
 export interface ActiveTurn {
   job: TurnJob;
-  view: AcpTurnView;
+  translator: AcpTranslator;
   onUpdate(u: SessionUpdate): void;
 }
 
 export interface TurnDeps {
   agentName: string;
-  sender: MatrixSender;
+  engine: TurnEngine;
   turns: AcpTurnStore;
   log: Logger;
-  editWindowMs: number;
-  completionNoticeAfterMs: number;
   /** The agent's connection and a session for the thread that this process knows (loaded or new). */
   session(job: TurnJob, note: (text: string) => void): Promise<{ agent: ClientContext; sessionId: string }>;
   /** Routes the session's updates to this turn while it runs. */
@@ -41,68 +38,53 @@ export interface TurnDeps {
 }
 
 /**
- * Runs one prompt: posts the reply at once, sends `session/prompt`, grows the reply with the
- * agent's updates (coalesced edits), and ends with the exact final text and a footer.
+ * Runs one prompt: the engine's live reply shows at once; `session/prompt` goes out; the
+ * agent's updates become turn events until the prompt's result says why it stopped.
  */
 export async function runTurn(deps: TurnDeps, job: TurnJob): Promise<void> {
   const { row } = job;
-  const t0 = Date.now();
-  const view = new AcpTurnView(deps.agentName);
-  const live = new SplitLiveMessage({
-    sender: deps.sender,
+  const translator = new AcpTranslator();
+  const turn = deps.engine.open({
     target: job.target,
-    windowMs: deps.editWindowMs,
-    log: deps.log,
-    eventId: row.replyEventId,
+    replyEventId: row.replyEventId,
     onPosted: (id) => deps.turns.setReply(row.id, id),
-    attach: attachAnswerFile(deps.sender, job.target),
+    working: `⏳ _${deps.agentName} is working…_`,
+    promptedBy: row.promptedBy,
+    title: job.thread.title ?? undefined,
   });
-  const notes: string[] = [];
-  const render = (final: boolean): string => view.render({ final, durationMs: Date.now() - t0, note: notes.join("\n\n") || undefined });
-  live.update(render(false));
+  turn.show();
 
   let sessionId: string | undefined;
   let cutOff = false;
+  let stopReason: string | undefined;
+  let tokens: number | undefined;
   try {
-    const s = await deps.session(job, (text) => {
-      notes.push(text);
-      live.update(render(false));
-    });
+    const s = await deps.session(job, (text) => turn.push({ type: "note", text }));
     sessionId = s.sessionId;
     deps.turns.running(row.id, sessionId);
-    deps.attach(sessionId, {
-      job,
-      view,
-      onUpdate: (u) => {
-        if (view.apply(u)) live.update(render(false));
-      },
-    });
+    deps.attach(sessionId, { job, translator, onUpdate: (u) => turn.push(...translator.events(u)) });
     const res = await s.agent.request("session/prompt", { sessionId, prompt: [{ type: "text", text: job.text }] });
-    view.stopReason = res.stopReason;
+    stopReason = res.stopReason;
     // `usage` is not in the stable schema yet; OpenCode sends it.
     const usage = (res as { usage?: { totalTokens?: unknown } }).usage;
-    if (typeof usage?.totalTokens === "number") view.tokens = usage.totalTokens;
+    if (typeof usage?.totalTokens === "number") tokens = usage.totalTokens;
+    turn.push(...translator.end(deps.agentName, res.stopReason, usage));
   } catch (err) {
     cutOff = deps.stopping();
-    view.error = cutOff ? undefined : clip(deps.explain(err), 300);
-    if (cutOff) notes.push("⏹️ Cut off: the bot is restarting. The thread will say so when it is back.");
+    turn.push({ type: "usage", usage: { label: deps.agentName } });
+    if (cutOff) turn.push({ type: "note", text: "⏹️ Cut off: the bot is restarting. The thread will say so when it is back." });
+    else turn.push({ type: "error", title: `${deps.agentName} error`, message: clip(deps.explain(err), 300) });
   } finally {
     if (sessionId !== undefined) deps.attach(sessionId, undefined);
   }
 
-  const totalMs = Date.now() - t0;
-  try {
-    await live.finish(render(true));
-  } catch (err) {
-    deps.log.error({ err, roomId: row.roomId }, "could not post the final ACP reply");
-  }
-  // A turn cut off by the bot's own stop stays 'running': the next start closes it in its thread.
-  if (!cutOff) deps.turns.finish(row.id, view.error ? "failed" : "done", { stopReason: view.stopReason, tokens: view.tokens });
-  deps.log.info({ agent: deps.agentName, roomId: row.roomId, turn: row.id, sessionId, stopReason: view.stopReason, error: view.error, totalMs, edits: live.edits }, "acp turn finished");
-  if (!cutOff && !view.error && totalMs >= deps.completionNoticeAfterMs) {
-    const who = row.promptedBy;
-    await deps.sender
-      .send(row.roomId, threadMessage({ ...job.target, replyTo: live.firstId ?? job.target.replyTo }, `✅ ${pill(who).markdown} done.`, { mentions: [who] }))
-      .catch((err: unknown) => deps.log.warn({ err }, "could not post the completion notice"));
-  }
+  // A turn cut off by the bot's own stop stays 'running' and pushes nobody: the next start closes it in its thread.
+  const summary = await turn.finish({
+    push: !cutOff,
+    aborted: stopReason === "cancelled",
+    record: (s) => {
+      if (!cutOff) deps.turns.finish(row.id, s.outcome === "failed" ? "failed" : "done", { stopReason, tokens });
+    },
+  });
+  deps.log.info({ agent: deps.agentName, roomId: row.roomId, turn: row.id, sessionId, stopReason, outcome: summary.outcome, totalMs: summary.durationMs, edits: turn.edits }, "acp turn finished");
 }

@@ -5,7 +5,7 @@
 // is for the people there; it becomes the thread the answer streams into.
 import { ConfigError, loadConfig } from "../config/load.ts";
 import type { Credentials } from "../matrix/bot-client.ts";
-import { FetchClient } from "../matrix/fetch-client.ts";
+import { FetchClient, HomeserverTimeout } from "../matrix/fetch-client.ts";
 import { occurrenceTxnId, promptMessage, scheduledNotice } from "../schedule/messages.ts";
 import { ScheduleStore } from "../schedule/store.ts";
 import { ScheduleError, formatTime, parseWhen } from "../schedule/when.ts";
@@ -27,7 +27,7 @@ async function send(args: SendArgs): Promise<string> {
   try {
     // matrix-bot-sdk (slow to load, noisy) only for a password login; the same login as the bot's start.
     const token = config.matrix.accessToken ?? (await passwordToken(config.matrix, new KeyValue(db)));
-    const hs = new FetchClient(config.matrix.homeserverUrl, token);
+    const hs = new FetchClient(config.matrix.homeserverUrl, token, { timeoutMs: config.matrix.requestTimeoutMs });
     const roomId = await hs.resolveRoom(args.room);
     const when = parseWhen(args.at, Date.now(), config.schedule.timezone);
     const threads = new ThreadStore(db);
@@ -47,7 +47,8 @@ async function send(args: SendArgs): Promise<string> {
       dueAt: when.dueAt,
       cron: when.cron,
       createdBy: "cli",
-      // Held while its message is posted: the bot must not post one of its own meanwhile.
+      // Held while its message is posted: the bot must not post one of its own meanwhile (unless
+      // this process dies: the bot takes over a row held longer than heldTimeoutMs).
       status: now ? "held" : "pending",
     });
     const row = store.get(id)!;
@@ -61,7 +62,13 @@ async function send(args: SendArgs): Promise<string> {
     try {
       eventId = await hs.sendMessage(roomId, occurrenceTxnId(row), promptMessage(row, threadRoot));
     } catch (err) {
-      store.delete(id);
+      if (err instanceof HomeserverTimeout) {
+        // It may have been posted: the bot posts it with the same transaction id (never twice).
+        store.unhold(id);
+        process.stderr.write(`warning: ${err.message}\n`);
+        return `#${id} queued for ${roomId}: the bot posts it (once) and answers within ${config.schedule.pollIntervalMs} ms of running`;
+      }
+      store.deleteHeld(id);
       throw err;
     }
     if (args.notifyOnly) {

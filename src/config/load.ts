@@ -2,6 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import type { ZodError } from "zod";
 import { configSchema, type BotConfig } from "./schema.ts";
+import { transcriptionEnv } from "./transcription.ts";
 
 type Kind = "string" | "number" | "list";
 
@@ -12,6 +13,7 @@ export const envOverrides: ReadonlyArray<{ env: string; path: string; kind: Kind
   { env: "MATRIX_ACCESS_TOKEN", path: "matrix.accessToken", kind: "string" },
   { env: "MATRIX_USER_ID", path: "matrix.userId", kind: "string" },
   { env: "MATRIX_PASSWORD", path: "matrix.password", kind: "string" },
+  { env: "MATRIX_REQUEST_TIMEOUT_MS", path: "matrix.requestTimeoutMs", kind: "number" },
   { env: "BOT_ALLOWED_USERS", path: "access.allowedUsers", kind: "list" },
   { env: "BOT_ADMINS", path: "access.admins", kind: "list" },
   { env: "BOT_COMMAND_PREFIX", path: "commands.prefix", kind: "string" },
@@ -20,6 +22,7 @@ export const envOverrides: ReadonlyArray<{ env: string; path: string; kind: Kind
   { env: "OPENCODE_SERVER_HEALTH_CHECK_INTERVAL_MS", path: "opencode.healthCheckIntervalMs", kind: "number" },
   { env: "OPENCODE_SERVER_MAX_RETRIES", path: "opencode.maxRetries", kind: "number" },
   { env: "OPENCODE_SERVER_RETRY_DELAY_MS", path: "opencode.retryDelayMs", kind: "number" },
+  { env: "OPENCODE_REQUEST_TIMEOUT_MS", path: "opencode.requestTimeoutMs", kind: "number" },
   { env: "OPENCODE_SERVER_USERNAME", path: "opencode.username", kind: "string" },
   { env: "OPENCODE_SERVER_PASSWORD", path: "opencode.password", kind: "string" },
   { env: "OPENCODE_PASS_ENV", path: "opencode.passEnv", kind: "list" },
@@ -33,10 +36,14 @@ export const envOverrides: ReadonlyArray<{ env: string; path: string; kind: Kind
   { env: "LETTA_MAX_RETRIES", path: "letta.maxRetries", kind: "number" },
   { env: "LETTA_RETRY_DELAY_MS", path: "letta.retryDelayMs", kind: "number" },
   { env: "LETTA_TIMEOUT_MS", path: "letta.timeoutMs", kind: "number" },
+  { env: "LETTA_DELEGATE_TO_OPENCODE", path: "letta.delegateToOpencode", kind: "string" },
+  { env: "LETTA_MCP_URL", path: "letta.mcpUrl", kind: "string" },
+  { env: "LETTA_DELEGATION_WAIT_MS", path: "letta.delegationWaitMs", kind: "number" },
   { env: "BOT_EDIT_WINDOW_MS", path: "rendering.editWindowMs", kind: "number" },
   { env: "BOT_COMPLETION_NOTICE_AFTER_MS", path: "rendering.completionNoticeAfterMs", kind: "number" },
   { env: "OPENCODE_PROJECT_ROOTS", path: "opencode.projectRoots", kind: "list" },
   { env: "BOT_DATABASE_PATH", path: "database.path", kind: "string" },
+  { env: "BOT_INBOX_RETENTION_MS", path: "database.inboxRetentionMs", kind: "number" },
   { env: "BOT_HTTP_PORT", path: "http.port", kind: "number" },
   { env: "BOT_HTTP_HOST", path: "http.host", kind: "string" },
   { env: "BOT_NOTIFY_TOKEN", path: "notify.token", kind: "string" },
@@ -46,6 +53,7 @@ export const envOverrides: ReadonlyArray<{ env: string; path: string; kind: Kind
   { env: "BOT_SCHEDULE_POLL_INTERVAL_MS", path: "schedule.pollIntervalMs", kind: "number" },
   { env: "BOT_SCHEDULE_TIMEZONE", path: "schedule.timezone", kind: "string" },
   { env: "LOG_LEVEL", path: "log.level", kind: "string" },
+  ...transcriptionEnv,
 ];
 
 export class ConfigError extends Error {

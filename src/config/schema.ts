@@ -2,6 +2,7 @@ import { z } from "zod";
 import { patternProblem } from "../access/user-pattern.ts";
 import { isBotOnlyVariable } from "../process/child-env.ts";
 import { acpSchema, prefixClashes } from "./acp.ts";
+import { transcriptionSchema } from "./transcription.ts";
 
 // Every key the bot understands, with its default, in one place. The example file in
 // config/config.example.yaml documents the same keys; a unit test keeps the two in step.
@@ -13,6 +14,12 @@ const userPattern = z.string().superRefine((p, ctx) => {
   if (problem) ctx.addIssue({ code: "custom", message: problem });
 });
 const httpUrl = z.string().url().refine((u) => /^https?:\/\//.test(u), "must be an http(s) URL");
+// A switch: true/false in the file; "true", "false", "1", "0", "on", "off" from the environment.
+const flag = z.preprocess((v) => {
+  if (typeof v !== "string") return v;
+  const t = v.trim().toLowerCase();
+  return ["true", "1", "on", "yes"].includes(t) ? true : ["false", "0", "off", "no", ""].includes(t) ? false : v;
+}, z.boolean());
 
 export const configSchema = z.object({
   matrix: z
@@ -22,6 +29,8 @@ export const configSchema = z.object({
       userId: matrixId.optional(),
       password: z.string().min(1).optional(),
       deviceName: z.string().default("agent-bot"),
+      // Longest wait (ms) for the homeserver to answer a request (not the long-polling sync).
+      requestTimeoutMs: z.number().int().min(1000).default(30_000),
     })
     .strict()
     .refine((m) => m.accessToken !== undefined || (m.userId !== undefined && m.password !== undefined), {
@@ -55,6 +64,8 @@ export const configSchema = z.object({
       healthCheckIntervalMs: z.number().int().positive().default(5000),
       maxRetries: z.number().int().min(0).default(3),
       retryDelayMs: z.number().int().positive().default(1000),
+      // Longest wait (ms) for OpenCode to answer a request (not the event stream, nor `/command`s).
+      requestTimeoutMs: z.number().int().min(100).default(30_000),
       username: z.string().optional(),
       password: z.string().optional(),
       // Names of the bot's environment variables the embedded server (and so the agent) gets,
@@ -86,6 +97,13 @@ export const configSchema = z.object({
       retryDelayMs: z.number().int().positive().default(1000),
       // Until the answer starts; also the longest silence allowed in a streamed answer.
       timeoutMs: z.number().int().positive().default(60_000),
+      // Agents the bot creates or binds get tools to hand coding tasks to OpenCode, whose work
+      // streams into the Letta thread (README: "Letta delegates to OpenCode"). Rooms may turn it off.
+      delegateToOpencode: flag.default(false),
+      // The bot's MCP endpoint as the Letta server reaches it. Default: http://<http.host>:<http.port>/mcp.
+      mcpUrl: httpUrl.optional(),
+      // How long a tool call waits for OpenCode before it answers "still running" (Letta gives a tool 60 s over MCP).
+      delegationWaitMs: z.number().int().min(1000).max(170_000).default(50_000),
     })
     .strict()
     .prefault({}),
@@ -93,13 +111,20 @@ export const configSchema = z.object({
     .object({
       // Streamed text is coalesced into one edit per window: fewer requests, same final text.
       editWindowMs: z.number().int().min(50).default(1000),
-      // A turn that runs at least this long ends with a short notice mentioning who asked, so phones push.
-      // Failures always mention. Streamed edits never do.
-      completionNoticeAfterMs: z.number().int().min(0).default(15000),
+      // A turn that runs at least this long ends with a short notice mentioning who asked, so phones push
+      // (0: every turn does). Failures always mention; an aborted turn never does; streamed edits never do.
+      completionNoticeAfterMs: z.number().int().min(0).default(0),
     })
     .strict()
     .prefault({}),
-  database: z.object({ path: z.string().min(1).default("./data/bot.db") }).strict().prefault({}),
+  database: z
+    .object({
+      path: z.string().min(1).default("./data/bot.db"),
+      // Handled Matrix events are kept this long (ms) to recognise a replayed sync, then deleted.
+      inboxRetentionMs: z.number().int().min(60_000).default(86_400_000),
+    })
+    .strict()
+    .prefault({}),
   http: z
     .object({
       port: z.number().int().min(0).max(65535).default(8080),
@@ -143,6 +168,8 @@ export const configSchema = z.object({
     .prefault({}),
   // Agents speaking the Agent Client Protocol, each behind its own prefix (src/config/acp.ts). File only.
   acp: acpSchema,
+  // Voice messages to prompts through an OpenAI-compatible transcription endpoint (src/config/transcription.ts).
+  transcription: transcriptionSchema,
 }).superRefine((c, ctx) => {
   const others = [{ prefix: c.commands.prefix, key: "commands.prefix" }, { prefix: c.letta.prefix, key: "letta.prefix" }];
   for (const issue of prefixClashes(c.acp?.agents ?? {}, others)) ctx.addIssue({ code: "custom", ...issue });

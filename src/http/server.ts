@@ -30,6 +30,8 @@ export interface HttpDeps {
         perSessionPerMinute?: number | undefined;
       }
     | undefined;
+  /** POST /mcp: the MCP endpoint Letta agents delegate to OpenCode through (src/mcp/). Absent: 404. */
+  mcp?: ((req: IncomingMessage, res: ServerResponse) => Promise<void>) | undefined;
   /** Largest request body read, in bytes. Default 64 KiB. */
   maxBodyBytes?: number;
   /** The clock of the rate limits (tests move it instead of waiting). */
@@ -129,7 +131,7 @@ export function failingParts(report: HealthReport): string[] {
   return failing;
 }
 
-const endpoints = ["GET /health", "GET /metrics", "POST /notify"];
+const endpoints = ["GET /health", "GET /metrics", "POST /notify", "POST /mcp"];
 
 /**
  * The bot's own HTTP endpoints: /health, /metrics, /notify. Every refusal is a JSON
@@ -230,7 +232,7 @@ export async function startHttpServer(deps: HttpDeps): Promise<{ server: Server;
       path = req.url ?? "/";
     }
     const route =
-      path === "/health" ? health : path === "/metrics" ? metrics : path === "/notify" ? notify : undefined;
+      path === "/health" ? health : path === "/metrics" ? metrics : path === "/notify" ? notify : path === "/mcp" ? deps.mcp : undefined;
     if (!route) {
       log.debug({ method: req.method, path }, "HTTP request for an unknown path");
       return json(res, 404, { error: `no such endpoint: ${req.method ?? "?"} ${path}`, endpoints });

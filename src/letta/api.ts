@@ -265,4 +265,41 @@ export class LettaApi {
       },
     );
   }
+
+  // Tools and secrets, for agents that delegate to OpenCode through the bot (src/mcp/).
+
+  /** The agent's secrets: the environment its tools run with (Letta returns the values). */
+  async agentSecrets(agentId: string): Promise<Record<string, string>> {
+    const a = await this.retry("read agent secrets", () => this.client.agents.retrieve(agentId, { include: ["agent.secrets"] }));
+    return Object.fromEntries((a.secrets ?? []).map((s) => [s.key, s.value ?? ""]));
+  }
+
+  /** Sets some of the agent's secrets, keeping the others (Letta replaces the whole set). */
+  async mergeAgentSecrets(agentId: string, secrets: Record<string, string>): Promise<void> {
+    const merged = { ...(await this.agentSecrets(agentId)), ...secrets };
+    await this.retry("set agent secrets", () => this.client.agents.update(agentId, { secrets: merged }));
+  }
+
+  /** Creates or updates a Python tool by its function name; returns its id. */
+  async upsertTool(tool: { sourceCode: string; description: string; jsonSchema: Record<string, unknown>; tags: string[] }): Promise<string> {
+    const t = await this.retry("upsert tool", () =>
+      this.client.tools.upsert({ source_code: tool.sourceCode, description: tool.description, json_schema: tool.jsonSchema, tags: tool.tags, source_type: "python" }),
+    );
+    return t.id;
+  }
+
+  /** The names of the tools attached to an agent. */
+  async agentToolNames(agentId: string): Promise<string[]> {
+    const a = await this.retry("read agent tools", () => this.client.agents.retrieve(agentId, { include: ["agent.tools"] }));
+    return (a.tools ?? []).map((t) => t.name ?? "").filter(Boolean);
+  }
+
+  async attachTool(agentId: string, toolId: string): Promise<void> {
+    await this.retry("attach tool", () => this.client.agents.tools.attach(toolId, { agent_id: agentId }));
+  }
+
+  /** Cancels the agent's active runs (what `abort` stops on Letta's side). */
+  async cancelRuns(agentId: string): Promise<void> {
+    await this.client.agents.messages.cancel(agentId);
+  }
 }

@@ -3,13 +3,16 @@ import { titleFrom, type AgentBackend, type PromptRequest } from "../commands/ba
 import type { CommandSpec } from "../commands/types.ts";
 import type { Logger } from "../log.ts";
 import { threadMessage, type ThreadTarget } from "../matrix/content.ts";
-import { pill } from "../matrix/format.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
 import type { Db } from "../store/db.ts";
 import type { Inbox } from "../store/inbox.ts";
 import type { ThreadRow, ThreadStore } from "../store/threads.ts";
+import type { TurnEngine } from "../turns/engine.ts";
+import { TurnLanes } from "../turns/lanes.ts";
+import { TurnQueue, type QueuedTurn } from "../turns/queue.ts";
 import { describeLettaError, type AgentInfo, type LettaApi } from "./api.ts";
-import type { LettaRoomStore, LettaTurnRow, LettaTurnStore } from "./store.ts";
+import type { LettaHooks } from "./hooks.ts";
+import type { LettaRoomStore, LettaTurnStore } from "./store.ts";
 import { runTurn, type TurnJob } from "./turn.ts";
 
 export interface LettaBackendDeps {
@@ -29,12 +32,19 @@ export interface LettaBackendDeps {
   /** Model and embedding handles for `new`. */
   model: string | undefined;
   embedding: string | undefined;
-  editWindowMs: number;
+  engine: TurnEngine;
   timeoutMs: number;
-  /** Turns that take at least this long end with a notice that mentions who asked. */
-  completionNoticeAfterMs: number;
 }
 
+
+/** What a waiting message needs to start its turn (its row holds the rest). */
+interface QueuedMessage {
+  turnId: number;
+  agentName: string;
+  /** What is sent to the agent (attributed: "[Alice] …"). */
+  text: string;
+  title: string | undefined;
+}
 
 /** Thrown when a room has no agent to talk to; the message is the answer. */
 class NoAgent extends Error {
@@ -52,9 +62,10 @@ export class LettaBackend implements AgentBackend {
   readonly promptSummary = "send a message to the room's Letta agent; the answer streams into a thread on your message";
   readonly commands: CommandSpec[];
   readonly d: LettaBackendDeps;
-  /** Agents answering now, each with the jobs waiting behind it. */
-  private readonly busy = new Map<string, TurnJob[]>();
-  private readonly running = new Set<Promise<void>>();
+  /** Set by app.ts when Letta agents may delegate to OpenCode (src/mcp/); empty otherwise. */
+  readonly hooks: LettaHooks = {};
+  /** One turn at a time per agent; the messages waiting for it are in the durable queue. */
+  private readonly lanes: TurnLanes<QueuedMessage>;
   private readonly stopping = new AbortController();
   private defaultResolved: AgentInfo | undefined;
 
@@ -63,6 +74,12 @@ export class LettaBackend implements AgentBackend {
     this.d = deps;
     this.prefix = deps.prefix;
     this.commands = commandsOf(this);
+    this.lanes = new TurnLanes(new TurnQueue<QueuedMessage>(deps.db, "letta"), (item) => this.runQueued(item), deps.log);
+  }
+
+  /** Reactions in Letta threads (delegated permission requests) go to the hooks. */
+  onReaction(roomId: string, eventId: string, key: string, sender: string): Promise<boolean> {
+    return this.hooks.onReaction?.(roomId, eventId, key, sender) ?? Promise.resolve(false);
   }
 
   get api(): LettaApi {
@@ -71,8 +88,7 @@ export class LettaBackend implements AgentBackend {
 
   /** Whether an agent is answering, and how many messages wait for it. */
   load(agentId: string): { busy: boolean; queued: number } {
-    const q = this.busy.get(agentId);
-    return { busy: q !== undefined, queued: q?.length ?? 0 };
+    return { busy: this.lanes.isBusy(agentId), queued: this.lanes.queue.count(agentId) };
   }
 
   hint(): string {
@@ -107,36 +123,37 @@ export class LettaBackend implements AgentBackend {
     const text = await this.attributed(req);
     // The thread, the turn and the inbox mark commit together: after a crash the message was
     // either never taken (and is handled again) or is recorded and never sent twice.
-    const row = this.d.db.transaction(() => {
+    const title = titleFrom(req.text, "Letta conversation");
+    const queueId = this.d.db.transaction(() => {
       this.d.threads.insert({
         roomId: req.roomId,
         rootEventId: root,
         backend: "letta",
         sessionId: agent.id,
-        title: titleFrom(req.text, "Letta conversation"),
+        title,
         startedBy: req.sender,
         agent: agent.name,
       });
-      return this.record(req, root, agent.id);
+      return this.record(req, root, agent.id, { agentName: agent.name, text, title });
     })();
-    const queued = this.submit({ row, agentId: agent.id, agentName: agent.name, text, target });
+    const queued = this.submit(agent.id, queueId);
     if (queued > 0) await this.d.sender.react(req.roomId, req.eventId, `🕐 ${queued}`);
   }
 
   async followUp(thread: ThreadRow, req: PromptRequest): Promise<{ queued: number }> {
     const text = await this.attributed(req);
-    const row = this.d.db.transaction(() => {
+    const queueId = this.d.db.transaction(() => {
       this.d.threads.touch(thread.roomId, thread.rootEventId);
-      return this.record(req, thread.rootEventId, thread.sessionId);
+      return this.record(req, thread.rootEventId, thread.sessionId, { agentName: thread.agent ?? thread.sessionId, text, title: thread.title ?? undefined });
     })();
-    const target = { roomId: thread.roomId, threadRoot: thread.rootEventId, replyTo: req.eventId };
-    return { queued: this.submit({ row, agentId: thread.sessionId, agentName: thread.agent ?? thread.sessionId, text, target }) };
+    return { queued: this.submit(thread.sessionId, queueId) };
   }
 
-  private record(req: PromptRequest, root: string, agentId: string): LettaTurnRow {
+  /** The turn row, the queue entry and the inbox mark commit together: a restart finds the message waiting, or running. */
+  private record(req: PromptRequest, root: string, agentId: string, m: Omit<QueuedMessage, "turnId">): number {
     const row = this.d.turns.start({ roomId: req.roomId, rootEventId: root, agentId, promptEventId: req.eventId, otid: randomUUID(), promptedBy: req.sender });
     this.d.inbox.markDone(req.eventId);
-    return row;
+    return this.lanes.queue.add({ key: agentId, roomId: req.roomId, rootEventId: root }, { roomId: req.roomId, eventId: req.eventId, sender: req.sender, text: req.text }, { ...m, turnId: row.id });
   }
 
   private async attributed(req: PromptRequest): Promise<string> {
@@ -145,42 +162,24 @@ export class LettaBackend implements AgentBackend {
     return `[${name}] ${req.text}${files}`;
   }
 
-  /** Runs the job now, or queues it behind the agent's current turn. Returns the queue position. */
-  private submit(job: TurnJob): number {
-    const queue = this.busy.get(job.agentId);
-    if (queue) {
-      queue.push(job);
-      return queue.length;
-    }
-    this.busy.set(job.agentId, []);
-    const done = this.drain(job).finally(() => this.running.delete(done));
-    this.running.add(done);
-    return 0;
+  /** Starts the agent's lane, or leaves the message queued behind its turn. Returns the queue position (0 = now). */
+  private submit(agentId: string, queueId: number): number {
+    return this.lanes.kick(agentId) ? 0 : this.lanes.queue.position(agentId, queueId);
   }
 
-  private async drain(first: TurnJob): Promise<void> {
-    let job: TurnJob | undefined = first;
-    while (job) {
-      try {
-        const outcome = await runTurn(
-          { api: this.d.api, sender: this.d.sender, turns: this.d.turns, log: this.d.log, editWindowMs: this.d.editWindowMs, timeoutMs: this.d.timeoutMs },
-          job,
-          this.stopping.signal,
-        );
-        if (outcome.status === "done" && outcome.totalMs >= this.d.completionNoticeAfterMs && job.row.promptedBy) {
-          const who = job.row.promptedBy;
-          await this.d.sender
-            .send(job.row.roomId, threadMessage({ ...job.target, replyTo: outcome.replyId ?? job.target.replyTo }, `✅ ${pill(who).markdown} done.`, { mentions: [who] }))
-            .catch((err: unknown) => this.d.log.warn({ err }, "could not post the completion notice"));
-        }
-      } catch (err) {
-        this.d.log.error({ err, agentId: job.agentId }, "Letta turn failed");
-        this.d.turns.finish(job.row.id, "failed");
-      }
-      job = this.stopping.signal.aborted ? undefined : this.busy.get(first.agentId)?.shift();
+  private async runQueued(item: QueuedTurn<QueuedMessage>): Promise<void> {
+    const row = this.d.turns.get(item.payload.turnId);
+    if (row?.status !== "running") return;
+    const job: TurnJob = {
+      row, agentId: item.key, agentName: item.payload.agentName, text: item.payload.text, title: item.payload.title,
+      target: { roomId: item.roomId, threadRoot: item.rootEventId, replyTo: item.req.eventId },
+    };
+    try {
+      await runTurn({ api: this.d.api, engine: this.d.engine, turns: this.d.turns, log: this.d.log, timeoutMs: this.d.timeoutMs }, job, this.stopping.signal);
+    } catch (err) {
+      this.d.log.error({ err, agentId: job.agentId }, "Letta turn failed");
+      this.d.turns.finish(job.row.id, "failed");
     }
-    for (const left of this.busy.get(first.agentId) ?? []) this.d.turns.finish(left.row.id, "failed");
-    this.busy.delete(first.agentId);
   }
 
   /**
@@ -188,7 +187,9 @@ export class LettaBackend implements AgentBackend {
    * sent again (Letta may have them already); the thread says so.
    */
   async reconcile(): Promise<void> {
+    const waiting = new Set(this.lanes.queue.all().map((q) => q.payload.turnId));
     for (const row of this.d.turns.running()) {
+      if (waiting.has(row.id)) continue;
       this.d.turns.finish(row.id, "failed");
       const target = { roomId: row.roomId, threadRoot: row.rootEventId, replyTo: row.replyEventId ?? row.promptEventId };
       const text = row.replyEventId
@@ -196,20 +197,17 @@ export class LettaBackend implements AgentBackend {
         : "⚠️ The bot restarted before this message reached Letta. It was not sent: send it again if you still want an answer.";
       await this.d.sender.send(row.roomId, threadMessage(target, text, { notice: true })).catch((err: unknown) => this.d.log.warn({ err }, "could not tell a thread about a cut-off Letta turn"));
     }
+    // Messages that were waiting when the bot stopped never reached Letta: they go now, in order.
+    this.lanes.resume();
   }
 
   /** Resolves when no turn is running or waiting. */
   async idle(): Promise<void> {
-    while (this.running.size > 0) await Promise.all([...this.running]);
+    await this.lanes.idle();
   }
 
-  /** Lets answers in flight finish for up to `graceMs`, then cuts them off (their replies say so). */
+  /** Lets answers in flight finish for up to `graceMs`, then cuts them off (their replies say so); waiting messages stay queued. */
   async stop(graceMs = 10_000): Promise<void> {
-    for (const q of this.busy.values()) q.length = 0;
-    const all = Promise.all([...this.running]);
-    const timer = new Promise<void>((r) => setTimeout(r, graceMs).unref());
-    await Promise.race([all, timer]);
-    this.stopping.abort();
-    await all;
+    await this.lanes.stop(graceMs, () => this.stopping.abort());
   }
 }

@@ -1,10 +1,11 @@
+import { approvalCommands } from "../commands/approvals.ts";
 import { UsageError, type CommandContext, type CommandSpec } from "../commands/types.ts";
 import { describeLettaError, type AgentInfo } from "./api.ts";
 import type { LettaBackend } from "./backend.ts";
 
 const code = (s: string): string => `\`${s.replace(/`/g, "'")}\``;
 
-/** `!letta agents`, `use`, `new`, `status`; `help` and prompts are the router's. */
+/** `!letta agents`, `use`, `new`, `status`, `abort`, `allow`/`deny`, `delegate`; `help` and prompts are the router's. */
 export function lettaCommands(letta: LettaBackend): CommandSpec[] {
   const p = letta.prefix;
   const api = (): LettaBackend["api"] => letta.api;
@@ -12,6 +13,12 @@ export function lettaCommands(letta: LettaBackend): CommandSpec[] {
 
   const usedElsewhere = (agentId: string, roomId: string): boolean =>
     [...letta.d.rooms.roomsWith(agentId), ...letta.d.threads.bySession("letta", agentId).map((t) => t.roomId)].some((r) => r !== roomId);
+
+  /** An agent made or picked here gets the tools to delegate to OpenCode, if this room wants them: one more line for the answer. */
+  const bound = async (agent: AgentInfo, ctx: CommandContext): Promise<string> => {
+    const line = await letta.hooks.agentBound?.(agent, ctx.msg.roomId, ctx.msg.sender).catch((err: unknown) => `⚠️ Could not give it the OpenCode tools: ${describeLettaError(err, api().baseUrl)}`);
+    return line ? `\n${line}` : "";
+  };
 
   const agents: CommandSpec = {
     name: "agents",
@@ -72,7 +79,8 @@ export function lettaCommands(letta: LettaBackend): CommandSpec[] {
         return;
       }
       letta.d.rooms.bind(ctx.msg.roomId, agent.id, agent.name, ctx.msg.sender);
-      await ctx.reply(`This room now talks to Letta agent **${agent.name}** (${code(agent.id)}, ${agent.model}). Write \`${p} <message>\` to start a thread.`);
+      const extra = await bound(agent, ctx);
+      await ctx.reply(`This room now talks to Letta agent **${agent.name}** (${code(agent.id)}, ${agent.model}). Write \`${p} <message>\` to start a thread.${extra}`);
     },
   };
 
@@ -102,7 +110,8 @@ export function lettaCommands(letta: LettaBackend): CommandSpec[] {
       } catch (err) {
         throw failed(err);
       }
-      await ctx.reply(`Created Letta agent **${agent.name}** (${code(agent.id)}, ${agent.model}). Pick it for this room with \`${p} use ${agent.name}\`.`);
+      const extra = await bound(agent, ctx);
+      await ctx.reply(`Created Letta agent **${agent.name}** (${code(agent.id)}, ${agent.model}). Pick it for this room with \`${p} use ${agent.name}\`.${extra}`);
     },
   };
 
@@ -133,5 +142,50 @@ export function lettaCommands(letta: LettaBackend): CommandSpec[] {
     },
   };
 
-  return [agents, use, create, status];
+  const abort: CommandSpec = {
+    name: "abort",
+    summary: "stops the agent's answer in this thread and the OpenCode work it delegated here",
+    where: "thread",
+    async run(ctx) {
+      const t = ctx.thread as NonNullable<CommandContext["thread"]>;
+      const lines: string[] = [];
+      const delegated = await letta.hooks.abortThread?.(ctx.msg.roomId, t.rootEventId, ctx.msg.sender);
+      if (delegated) lines.push(delegated);
+      // Only a run answering in this thread: a shared agent may be answering another room.
+      if (letta.d.turns.running().some((r) => r.agentId === t.sessionId && r.roomId === ctx.msg.roomId && r.rootEventId === t.rootEventId)) {
+        try {
+          await api().cancelRuns(t.sessionId);
+          lines.push("⏹️ Letta was asked to cancel the agent's run.");
+        } catch (err) {
+          lines.push(`⚠️ Letta did not cancel the agent's run: ${describeLettaError(err, api().baseUrl)}`);
+        }
+      }
+      await ctx.reply(lines.length > 0 ? lines.join("\n") : "Nothing is running in this thread.");
+    },
+  };
+
+  const approvals = approvalCommands(async (ctx, reply, reason) => {
+    const t = ctx.thread as NonNullable<CommandContext["thread"]>;
+    const answered = await letta.hooks.answerPermission?.(ctx.msg.roomId, t.rootEventId, reply, ctx.msg.sender, reason);
+    await ctx.reply(answered ?? "No permission request is pending in this thread.");
+  }, "reject the pending permission request of OpenCode work delegated in this thread");
+
+  const delegate: CommandSpec = {
+    name: "delegate",
+    args: "[on|off]",
+    summary: "whether this room's agent may hand coding tasks to OpenCode (shown, or set by moderators)",
+    where: "room",
+    rights: "moderator",
+    async run(ctx) {
+      const arg = ctx.args.trim().toLowerCase();
+      if (arg !== "" && arg !== "on" && arg !== "off") throw new UsageError(`\`${ctx.args.slice(0, 40)}\` is neither \`on\` nor \`off\`.`);
+      if (!letta.hooks.delegation) {
+        await ctx.reply("Delegation to OpenCode is not enabled for this bot (letta.delegateToOpencode).");
+        return;
+      }
+      await ctx.reply(await letta.hooks.delegation(ctx.msg.roomId, arg === "" ? undefined : { on: arg === "on", by: ctx.msg.sender }));
+    },
+  };
+
+  return [agents, use, create, status, abort, ...approvals, delegate];
 }

@@ -1,6 +1,7 @@
 import type { BotConfig } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
+import type { TurnEngine } from "../turns/engine.ts";
 import type { Db } from "../store/db.ts";
 import type { Inbox } from "../store/inbox.ts";
 import type { ThreadStore } from "../store/threads.ts";
@@ -14,7 +15,7 @@ export { LettaBackend } from "./backend.ts";
 /** The Letta backend when `letta.baseUrl` is configured, else undefined (no `!letta`). */
 export function createLettaBackend(
   config: BotConfig,
-  deps: { db: Db; threads: ThreadStore; inbox: Inbox; sender: MatrixSender; displayName: (roomId: string, userId: string) => Promise<string>; log: Logger },
+  deps: { db: Db; threads: ThreadStore; inbox: Inbox; sender: MatrixSender; engine: TurnEngine; displayName: (roomId: string, userId: string) => Promise<string>; log: Logger },
 ): LettaBackend | undefined {
   const c = config.letta;
   if (c.baseUrl === undefined) return undefined;
@@ -28,8 +29,6 @@ export function createLettaBackend(
     defaultAgent: c.defaultAgent,
     model: c.model,
     embedding: c.embedding,
-    editWindowMs: config.rendering.editWindowMs,
     timeoutMs: c.timeoutMs,
-    completionNoticeAfterMs: config.rendering.completionNoticeAfterMs,
   }, lettaCommands);
 }

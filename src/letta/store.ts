@@ -106,6 +106,11 @@ export class LettaTurnStore {
       .run(status, Date.now(), stats.steps ?? null, stats.tokens ?? null, stats.firstTokenMs ?? null, id);
   }
 
+  get(id: number): LettaTurnRow | undefined {
+    const r = this.db.prepare("SELECT * FROM letta_turns WHERE id = ?").get(id) as RawTurn | undefined;
+    return r && toTurn(r);
+  }
+
   running(): LettaTurnRow[] {
     return (this.db.prepare("SELECT * FROM letta_turns WHERE status = 'running' ORDER BY id").all() as RawTurn[]).map(toTurn);
   }

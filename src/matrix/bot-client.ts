@@ -2,18 +2,50 @@ import { MatrixClient, type IStorageProvider } from "matrix-bot-sdk";
 import { addSecret } from "../log.ts";
 import type { KeyValue } from "../store/key-value.ts";
 
+/** The long-polling sync: it keeps the SDK's own timeouts (40 s, 10 min for the first). */
+const syncEndpoint = /\/sync$/;
+
+/** A request the homeserver did not answer within `matrix.requestTimeoutMs`. */
+export class HomeserverTimeoutError extends Error {
+  override name = "HomeserverTimeoutError";
+  /** As the `request` library named it (ETIMEDOUT, ESOCKETTIMEDOUT). */
+  readonly code: string;
+  constructor(message: string, code: string, cause: unknown) {
+    super(message, { cause });
+    this.code = code;
+  }
+}
+
 /**
  * matrix-bot-sdk's client, saving the sync token only after a sync's events were handed to the
  * bot (the default saves it before, which can skip events when the process dies in between).
+ * Every request but the sync must be answered within `requestTimeoutMs` (the SDK's own default
+ * is 60 s, and none for media downloads): a hung homeserver fails the call, the room goes on.
  */
 export class DurableMatrixClient extends MatrixClient {
   /** When the last sync request succeeded, for /health. */
   lastSyncAt = 0;
   lastSyncError: string | undefined;
+  readonly requestTimeoutMs: number;
 
-  constructor(homeserverUrl: string, accessToken: string, storage: IStorageProvider) {
+  constructor(homeserverUrl: string, accessToken: string, storage: IStorageProvider, opts: { requestTimeoutMs?: number } = {}) {
     super(homeserverUrl, accessToken, storage);
     this.persistTokenAfterSync = true;
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
+  }
+
+  // The SDK's signature (loosely typed there). The `request` library's timeout is the wait for
+  // the connection and the answer's headers, then for each further piece of the answer.
+  override async doRequest(method: string, endpoint: string, qs?: unknown, body?: unknown, timeout?: number, raw?: boolean, contentType?: string, noEncoding?: boolean): Promise<unknown> {
+    const sync = syncEndpoint.test(endpoint);
+    const limit = sync ? timeout : this.requestTimeoutMs;
+    try {
+      return (await super.doRequest(method, endpoint, qs, body, limit, raw, contentType, noEncoding)) as unknown;
+    } catch (err) {
+      const code = (err as { code?: unknown } | null)?.code;
+      if (sync || (code !== "ETIMEDOUT" && code !== "ESOCKETTIMEDOUT")) throw err;
+      throw new HomeserverTimeoutError(`the homeserver did not answer within ${Math.round(this.requestTimeoutMs / 100) / 10} s (${method} ${endpoint.split("?")[0]})`, code, err);
+    }
   }
 
   // The SDK's own signature types the token and result loosely.

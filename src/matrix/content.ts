@@ -1,4 +1,4 @@
-import { formatMarkdown, type Formatted } from "./format.ts";
+import { formatMarkdown, plainText, type Formatted } from "./format.ts";
 
 export type MessageContent = Record<string, unknown>;
 
@@ -13,6 +13,18 @@ export interface ComposeOptions {
   notice?: boolean;
   /** Users to notify. An empty list means "notify nobody", which also stops clients guessing from the body. */
   mentions?: string[];
+  /**
+   * A `body` in plain text (no markup, pills as names) instead of the markdown: what a phone's
+   * lock screen shows. The default for a message that mentions someone, since that one pushes.
+   */
+  plainBody?: boolean;
+}
+
+/** The formatted message, its `body` made plain when it pushes (or when asked). */
+function composed(markdown: string, opts: ComposeOptions): Formatted {
+  const formatted = formatFitting(markdown);
+  const plain = opts.plainBody ?? (opts.mentions ?? []).length > 0;
+  return plain ? { ...formatted, body: plainText(formatted.body) } : formatted;
 }
 
 function mentionsOf(opts: ComposeOptions): { user_ids: string[] } {
@@ -44,11 +56,11 @@ export function formatFitting(markdown: string): Formatted {
   return formatted;
 }
 
-/** A reply in a thread (m.thread with the reply fallback), rendered from markdown. */
+/** A reply in a thread (m.thread with the reply fallback), rendered from markdown; a plain `body` when it mentions someone. */
 export function threadMessage(target: ThreadTarget, markdown: string, opts: ComposeOptions = {}): MessageContent {
   return {
     msgtype: opts.notice ? "m.notice" : "m.text",
-    ...formatFitting(markdown),
+    ...composed(markdown, opts),
     "m.mentions": mentionsOf(opts),
     "m.relates_to": {
       rel_type: "m.thread",
@@ -61,7 +73,7 @@ export function threadMessage(target: ThreadTarget, markdown: string, opts: Comp
 
 /** A plain top-level message. */
 export function roomMessage(markdown: string, opts: ComposeOptions = {}): MessageContent {
-  return { msgtype: opts.notice ? "m.notice" : "m.text", ...formatFitting(markdown), "m.mentions": mentionsOf(opts) };
+  return { msgtype: opts.notice ? "m.notice" : "m.text", ...composed(markdown, opts), "m.mentions": mentionsOf(opts) };
 }
 
 /** An edit replacing the whole content of `eventId`. Edits never mention anyone: no push storm while streaming. */

@@ -23,32 +23,56 @@ function askedWaitMs(res: Response, json: Record<string, unknown>): number | und
 }
 
 /**
+ * A request the homeserver did not answer in time. It may have been carried out all the same:
+ * a send with a transaction id can be repeated safely, anything else is the caller's to judge.
+ */
+export class HomeserverTimeout extends Error {
+  override name = "HomeserverTimeout";
+}
+
+/**
  * The few client-server calls of a process without a running bot (the `send` CLI), over plain
- * fetch: matrix-bot-sdk is slow to load and noisy. A 429 is waited out a bounded number of times.
+ * fetch: matrix-bot-sdk is slow to load and noisy. A 429 is waited out a bounded number of times;
+ * each request, its answer's body included, must be done within `timeoutMs` (default 30 s).
  */
 export class FetchClient {
   private readonly baseUrl: string;
   private readonly token: string;
   private readonly gate: RateLimitGate;
+  private readonly timeoutMs: number;
 
-  constructor(baseUrl: string, token: string, opts: { maxRetries?: number } = {}) {
+  constructor(baseUrl: string, token: string, opts: { maxRetries?: number; timeoutMs?: number } = {}) {
     this.baseUrl = baseUrl;
     this.token = token;
     this.gate = new RateLimitGate({ maxRetries: opts.maxRetries ?? 5 });
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
   }
 
   request(method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
     return this.gate.run(async () => {
-      const res = await fetch(new URL(path, this.baseUrl), {
-        method,
-        headers: { authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      });
-      const json = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+      const signal = AbortSignal.timeout(this.timeoutMs);
+      const what = `${method} ${path.split("?")[0]}`;
+      let res: Response;
+      let json: Record<string, unknown>;
+      try {
+        res = await fetch(new URL(path, this.baseUrl), {
+          method,
+          headers: { authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+          ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+          signal,
+        });
+        json = (await res.json().catch((err: unknown) => {
+          if (signal.aborted) throw err;
+          return {};
+        })) as Record<string, unknown>;
+      } catch (err) {
+        if (signal.aborted) throw new HomeserverTimeout(`the homeserver did not answer ${what} within ${Math.round(this.timeoutMs / 100) / 10} s`, { cause: err });
+        throw err;
+      }
       if (res.ok) return json;
       const errcode = typeof json.errcode === "string" ? json.errcode : undefined;
-      const what = `${method} ${path.split("?")[0]} failed: HTTP ${res.status} ${errcode ?? ""} ${String(json.error ?? "")}`.trim();
-      throw new HomeserverError(what, res.status, errcode, askedWaitMs(res, json));
+      const failed = `${what} failed: HTTP ${res.status} ${errcode ?? ""} ${String(json.error ?? "")}`.trim();
+      throw new HomeserverError(failed, res.status, errcode, askedWaitMs(res, json));
     });
   }
 

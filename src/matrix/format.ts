@@ -1,4 +1,4 @@
-import { marked } from "marked";
+import { marked, type Token, type Tokens } from "marked";
 import sanitizeHtml from "sanitize-html";
 
 // The HTML subset the Matrix spec lists for org.matrix.custom.html; anything else is dropped.
@@ -47,8 +47,123 @@ export function escapeHtml(s: string): string {
 
 /** A pill: renders as the user's name in clients and, with m.mentions, triggers their push. */
 export function pill(userId: string, displayName?: string): { markdown: string } {
-  const label = (displayName ?? userId).replace(/[[\]]/g, "");
+  // A name is anyone's to choose: its markdown and HTML characters are escaped, so it shows as typed.
+  const label = (displayName ?? userId).replace(/[[\]]/g, "").replace(/[\\`*_<>&~|]/g, "\\$&");
   return { markdown: `[${label}](https://matrix.to/#/${encodeURIComponent(userId)})` };
+}
+
+const entities: Record<string, string> = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'", nbsp: " " };
+
+/** The few entities markdown text may spell (`&amp;`, `&#39;`, `&#x2014;`), as the characters they stand for. */
+function decodeEntities(s: string): string {
+  return s.replace(/&(#x[0-9a-f]+|#\d+|[a-z]+);/gi, (m, e: string) => {
+    if (e[0] !== "#") return entities[e.toLowerCase()] ?? m;
+    const cp = e[1] === "x" || e[1] === "X" ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
+    return cp > 0 && cp <= 0x10ffff ? String.fromCodePoint(cp) : m;
+  });
+}
+
+const stripTags = (html: string): string => decodeEntities(html.replace(/<\/?[a-z][^>]*>/gi, ""));
+
+/** A link as words: a pill is the person's name; another link keeps its address when its text hides it. */
+function linkText(t: Tokens.Link): string {
+  const text = inlineText(t.tokens);
+  if (/^https:\/\/matrix\.to\/#\//.test(t.href) || text === "" || text === t.href || `mailto:${text}` === t.href) return text || t.href;
+  return `${text} (${t.href})`;
+}
+
+function inlineText(tokens: Token[] | undefined): string {
+  let out = "";
+  for (const t of tokens ?? []) {
+    switch (t.type) {
+      case "text":
+        out += "tokens" in t && t.tokens ? inlineText(t.tokens) : decodeEntities((t as Tokens.Text).text);
+        break;
+      case "escape":
+      case "codespan":
+        out += (t as Tokens.Escape | Tokens.Codespan).text;
+        break;
+      case "strong":
+      case "em":
+      case "del":
+        out += inlineText((t as Tokens.Strong).tokens);
+        break;
+      case "link":
+        out += linkText(t as Tokens.Link);
+        break;
+      case "image":
+        out += (t as Tokens.Image).text;
+        break;
+      case "br":
+        out += "\n";
+        break;
+      case "html":
+        out += stripTags((t as Tokens.HTML).text);
+        break;
+      default:
+        out += "tokens" in t && Array.isArray(t.tokens) ? inlineText(t.tokens) : typeof t.raw === "string" ? t.raw : "";
+    }
+  }
+  return out;
+}
+
+function blockText(tokens: Token[]): string {
+  const parts: string[] = [];
+  for (const t of tokens) {
+    switch (t.type) {
+      case "space":
+      case "def":
+      case "hr":
+        break;
+      case "paragraph":
+      case "heading":
+        parts.push(inlineText((t as Tokens.Paragraph).tokens));
+        break;
+      case "text":
+        parts.push("tokens" in t && t.tokens ? inlineText(t.tokens) : decodeEntities((t as Tokens.Text).text));
+        break;
+      case "code":
+        parts.push((t as Tokens.Code).text);
+        break;
+      case "blockquote":
+        parts.push(blockText((t as Tokens.Blockquote).tokens));
+        break;
+      case "list": {
+        const list = t as Tokens.List;
+        const first = typeof list.start === "number" ? list.start : 1;
+        const items = list.items.map((item, i) => `${list.ordered ? `${first + i}.` : "•"} ${blockText(item.tokens).replace(/\n+/g, (nl) => `${nl}  `)}`);
+        parts.push(items.join("\n"));
+        break;
+      }
+      case "table": {
+        const table = t as Tokens.Table;
+        const row = (cells: Tokens.TableCell[]): string => cells.map((c) => inlineText(c.tokens)).join(" | ");
+        parts.push([row(table.header), ...table.rows.map(row)].join("\n"));
+        break;
+      }
+      case "html":
+        parts.push(stripTags((t as Tokens.HTML).text));
+        break;
+      default:
+        parts.push(typeof t.raw === "string" ? t.raw : "");
+    }
+  }
+  return parts.filter((p) => p.trim() !== "").join("\n\n");
+}
+
+/**
+ * Markdown as plain text, for the `body` of a message that pushes a phone: what the lock screen
+ * shows. No markup (`**`, backticks, link syntax); a pill reads as the person's name; a link
+ * whose text hides its address keeps the address in brackets. The HTML keeps the formatting.
+ */
+export function plainText(markdown: string): string {
+  let tokens: Token[];
+  try {
+    tokens = marked.lexer(markdown, { gfm: true, breaks: true });
+  } catch {
+    return markdown; // nested too deep for marked: shown as written
+  }
+  return blockText(tokens).replace(/[ \t]+\n/g, "\n").replace(/\n{3,}/g, "\n\n").trim();
 }
 
 /** A link that opens a thread (its root event) in any Matrix client. */

@@ -8,6 +8,8 @@ export interface IncomingMessage {
   body: string;
   /** The thread root, if the message is in a thread. */
   threadRoot: string | undefined;
+  /** The event this one replies to (`m.in_reply_to`), in a thread or not. */
+  inReplyTo?: string | undefined;
   isEdit: boolean;
   /** For a reaction (msgtype "m.reaction", body = the key): the event reacted to. */
   reactsTo?: string | undefined;
@@ -42,6 +44,7 @@ export function parseMessage(roomId: string, raw: RawEvent): IncomingMessage | u
   const isEdit = relates.rel_type === "m.replace";
   const threadRoot = relates.rel_type === "m.thread" && typeof relates.event_id === "string" ? relates.event_id : undefined;
   const body = typeof content.body === "string" ? content.body : "";
+  const replyTo = (relates["m.in_reply_to"] as { event_id?: unknown } | undefined)?.event_id;
   return {
     roomId,
     eventId: raw.event_id,
@@ -49,6 +52,7 @@ export function parseMessage(roomId: string, raw: RawEvent): IncomingMessage | u
     msgtype: typeof content.msgtype === "string" ? content.msgtype : "",
     body: relates["m.in_reply_to"] !== undefined ? stripReplyFallback(body) : body,
     threadRoot,
+    inReplyTo: typeof replyTo === "string" ? replyTo : undefined,
     isEdit,
     timestamp: typeof raw.origin_server_ts === "number" ? raw.origin_server_ts : 0,
     content,

@@ -15,18 +15,41 @@ export class MessageIntake {
   private readonly log: Logger;
   private readonly notBefore: number;
   private readonly chains = new Map<string, Promise<void>>();
+  private readonly ownUserId: string | undefined;
   private accepting = true;
+  private pruner: NodeJS.Timeout | null = null;
 
-  constructor(opts: { inbox: Inbox; handler: Handler; log: Logger; notBefore: number }) {
+  constructor(opts: { inbox: Inbox; handler: Handler; log: Logger; notBefore: number; ownUserId?: string | undefined }) {
     this.inbox = opts.inbox;
     this.handler = opts.handler;
     this.log = opts.log;
     this.notBefore = opts.notBefore;
+    this.ownUserId = opts.ownUserId;
+  }
+
+  /**
+   * Deletes handled events older than `retentionMs` now and then every hour: the inbox only
+   * needs to recognise what a replayed sync brings again, and that is never old.
+   */
+  startPruning(retentionMs: number): void {
+    const prune = (): void => {
+      try {
+        const n = this.inbox.prune(retentionMs);
+        if (n > 0) this.log.info({ pruned: n }, "pruned handled events from the inbox");
+      } catch (err) {
+        this.log.warn({ err }, "could not prune the inbox");
+      }
+    };
+    prune();
+    this.pruner = setInterval(prune, Math.min(retentionMs, 3_600_000));
+    this.pruner.unref();
   }
 
   /** Called synchronously from the sync handler, so the event is stored before the sync token moves on. */
   accept(roomId: string, raw: Record<string, unknown>): void {
     if (!this.accepting) return; // not stored: the next process gets it from the sync again
+    // The bot's own messages, edits and reactions are never requests: two writes per streamed edit saved.
+    if (this.ownUserId !== undefined && raw.sender === this.ownUserId) return;
     const msg = parseMessage(roomId, raw);
     if (!msg || msg.timestamp < this.notBefore) return;
     // Sent before the bot was in the room (the homeserver says so in `unsigned.membership`):
@@ -51,6 +74,7 @@ export class MessageIntake {
   /** Stops taking new events and waits for those in hand. */
   async drain(): Promise<void> {
     this.accepting = false;
+    if (this.pruner) clearInterval(this.pruner);
     await Promise.all([...this.chains.values()]);
   }
 

@@ -2,15 +2,18 @@ import type { MatrixClient } from "matrix-bot-sdk";
 import { titleFrom, type AgentBackend, type BackendHealth, type PromptRequest } from "../commands/backend.ts";
 import type { CommandSpec } from "../commands/types.ts";
 import type { Logger } from "../log.ts";
-import { roomMessage } from "../matrix/content.ts";
+import { roomMessage, threadMessage } from "../matrix/content.ts";
 import type { DisplayNames } from "../matrix/display-names.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
 import type { Db } from "../store/db.ts";
 import type { RoomStore } from "../store/rooms.ts";
 import type { ThreadRow, ThreadStore } from "../store/threads.ts";
+import type { ConversationSettings } from "../turns/settings.ts";
 import type { OpencodeConnection } from "./connection.ts";
 import type { PermissionDesk } from "./permission-desk.ts";
+import type { QuestionDesk } from "./question-desk.ts";
 import type { ScheduledPromptTarget } from "../schedule/scheduler.ts";
+import { crashPoint } from "../process/crash-point.ts";
 import { describeError } from "./errors.ts";
 import type { CommandCall, PromptOptions, TurnRunner } from "./turn-runner.ts";
 
@@ -28,6 +31,10 @@ export interface OpencodeBackendDeps {
   db: Db;
   /** OpenCode's permission requests, answered from chat (`!oc allow`, reactions). */
   permissions: PermissionDesk;
+  /** Questions from OpenCode's agent, answered from chat (number reactions, `!oc answer`, a message in the thread). */
+  questions: QuestionDesk;
+  /** Per room: does a message sent while a turn runs wait or interrupt? (absent: it waits). */
+  settings?: ConversationSettings | undefined;
   /** Directories `!oc project` may point a room at. */
   projectRoots: string[];
   /** Starting and stopping the server connection (and the embedded server), built by the factory in index.ts. */
@@ -39,6 +46,8 @@ export interface OpencodeBackendDeps {
 export interface OpencodeLifecycle {
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** Resolves when the turns of the last run are recovered (at once if OpenCode is not reachable yet). */
+  reconcile(): Promise<void>;
   /** Connected, and the turns of the last run reconciled: scheduled prompts may go. */
   ready(): boolean;
 }
@@ -79,6 +88,10 @@ export class OpencodeBackend implements AgentBackend, ScheduledPromptTarget {
     return this.d.lifecycle.stop();
   }
 
+  reconcile(): Promise<void> {
+    return this.d.lifecycle.reconcile();
+  }
+
   ready(): boolean {
     return this.d.lifecycle.ready();
   }
@@ -97,9 +110,9 @@ export class OpencodeBackend implements AgentBackend, ScheduledPromptTarget {
     return this.d.runner.isBusy(sessionId);
   }
 
-  /** Reactions answer permission requests (✅ ♾️ ❌), in the request's own room only. */
-  onReaction(roomId: string, eventId: string, key: string, sender: string): Promise<boolean> {
-    return this.d.permissions.onReaction(roomId, eventId, key, sender);
+  /** Reactions answer permission requests (✅ ♾️ ❌) and questions (1️⃣ 2️⃣ …), in their own room only. */
+  async onReaction(roomId: string, eventId: string, key: string, sender: string): Promise<boolean> {
+    return (await this.d.permissions.onReaction(roomId, eventId, key, sender)) || this.d.questions.onReaction(roomId, eventId, key, sender);
   }
 
   get conn(): OpencodeConnection {
@@ -125,7 +138,11 @@ export class OpencodeBackend implements AgentBackend, ScheduledPromptTarget {
   }
 
   async startThread(req: PromptRequest, root: string): Promise<void> {
-    const thread = await this.createSession(req.roomId, root, req.sender, titleFrom(req.text));
+    // A replay after a crash between the thread row and the turn finds its thread: the same
+    // session goes on (no second session, no "already exists" error).
+    const known = this.d.threads.get(req.roomId, root);
+    const thread = known?.backend === this.name ? known : await this.createSession(req.roomId, root, req.sender, titleFrom(req.text));
+    crashPoint("thread-row");
     await this.followUp(thread, req);
   }
 
@@ -145,9 +162,32 @@ export class OpencodeBackend implements AgentBackend, ScheduledPromptTarget {
     return this.d.runner.sendNext(sessionId);
   }
 
-  async followUp(thread: ThreadRow, req: PromptRequest): Promise<{ queued: number }> {
+  /**
+   * A message in the thread. While the agent waits for an answer to its question, the message is
+   * that answer (unless it carries files, ends in ` . queue`, or comes from `!oc queue`: `asPrompt`).
+   */
+  async followUp(thread: ThreadRow, req: PromptRequest, opts: { asPrompt?: boolean } = {}): Promise<{ queued: number }> {
+    if (!opts.asPrompt && !req.files?.length && !queueSuffix.test(req.text.trimEnd()) && (await this.answerQuestion(thread, req))) return { queued: 0 };
     const name = await this.displayName(req.roomId, req.sender);
-    return this.d.runner.submit(thread, { ...req, text: `[${name}] ${stripQueueSuffix(req.text)}` }, this.promptOptions(thread));
+    const attributed = { ...req, text: `[${name}] ${stripQueueSuffix(req.text)}` };
+    // In an `interrupt` room a message stops the running step and goes next, unless it asks to wait.
+    const interrupt = !opts.asPrompt && !queueSuffix.test(req.text.trimEnd()) && this.d.settings?.busyMode(thread.roomId) === "interrupt" && this.d.runner.isBusy(thread.sessionId);
+    return interrupt ? this.interrupt(thread, attributed) : this.d.runner.submit(thread, attributed, this.promptOptions(thread));
+  }
+
+  /** `now <message>`, or any message in an `interrupt` room: stops the running step; this prompt goes next. */
+  interrupt(thread: ThreadRow, req: PromptRequest): Promise<{ queued: number }> {
+    return this.d.runner.interrupt(thread, req, this.promptOptions(thread));
+  }
+
+  /** True when the message answered (or tried to answer) a pending question; a refusal is said in the thread. */
+  private async answerQuestion(thread: ThreadRow, req: PromptRequest): Promise<boolean> {
+    const result = await this.d.questions.answerText(thread.roomId, thread.rootEventId, req.text, req.sender);
+    if (result.kind === "refused") {
+      const target = { roomId: req.roomId, threadRoot: thread.rootEventId, replyTo: req.eventId };
+      await this.d.sender.send(req.roomId, threadMessage(target, result.why, { notice: true }));
+    }
+    return result.kind !== "none";
   }
 
   /** Runs one of OpenCode's `/commands` as a turn of the thread's session (queued like a prompt). */

@@ -1,6 +1,7 @@
 import { createOpencodeClient, type Event, type OpencodeClient } from "@opencode-ai/sdk/v2";
 import type { Logger } from "../log.ts";
 import { basicAuthHeaders } from "./server-auth.ts";
+import { timedFetch } from "./timed-fetch.ts";
 
 export type ConnectionState = "connecting" | "connected" | "disconnected";
 
@@ -10,6 +11,8 @@ export interface ConnectionOptions {
   healthCheckIntervalMs: number;
   maxRetries: number;
   retryDelayMs: number;
+  /** Longest wait for an answer to a request (not the event stream): see timed-fetch.ts. */
+  requestTimeoutMs: number;
   /** Basic auth; with only a password the user name is OpenCode's default, "opencode". */
   username?: string | undefined;
   password?: string | undefined;
@@ -49,7 +52,7 @@ export class OpencodeConnection {
   constructor(opts: ConnectionOptions) {
     this.opts = opts;
     this.url = opts.url;
-    this.client = createOpencodeClient({ baseUrl: opts.url, directory: opts.directory, headers: this.authHeaders() });
+    this.client = createOpencodeClient({ baseUrl: opts.url, directory: opts.directory, headers: this.authHeaders(), fetch: timedFetch(opts.requestTimeoutMs) });
   }
 
   onEvent(h: EventHandler): void {

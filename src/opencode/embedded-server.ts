@@ -1,8 +1,9 @@
 // Starts and supervises a local `opencode serve` process.
 import { spawn } from "node:child_process";
-import { existsSync, statSync, readFileSync } from "node:fs";
+import { closeSync, constants, existsSync, ftruncateSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
+import { StringDecoder } from "node:string_decoder";
 import { childEnv } from "../process/child-env.ts";
 import { bwrapArgs, opencodeStateDirs, type SandboxLayout } from "../process/sandbox.ts";
 import { basicAuthHeaders, type OpencodeAuth } from "./server-auth.ts";
@@ -24,6 +25,13 @@ export interface EmbeddedServerOptions {
   // Run inside bubblewrap with this view of the machine (see sandbox.ts); cwd and OpenCode's own
   // state directories are added to the writable places.
   sandbox?: SandboxLayout;
+  // Detached (only without a sandbox): the output goes to this file and the server leads a process
+  // group of its own, so a bot killed with -9 leaves it running for its next start to adopt (see
+  // server-record.ts) instead of losing the turn. In a sandbox bwrap's --die-with-parent takes the
+  // server along with the bot, so there it keeps its pipes.
+  logFile?: string;
+  /** Called as soon as the process exists, before it is ready: its record must outlive a crash during the start. */
+  onSpawn?: (pid: number) => void;
 }
 
 export interface EmbeddedServer {
@@ -35,6 +43,8 @@ export interface EmbeddedServer {
 }
 
 const LISTENING = /opencode server listening on (https?:\/\/\S+)/;
+// eslint-disable-next-line no-control-regex -- strip ANSI colour codes from its error output
+const ansi = /\x1b\[[0-9;]*m/g;
 const LOG_TAIL = 30;
 const STOP_GRACE_MS = 5000;
 
@@ -107,11 +117,45 @@ async function healthy(url: string, headers: Record<string, string>, deadline: n
   return false;
 }
 
-export async function startEmbeddedOpencode(opts: EmbeddedServerOptions): Promise<EmbeddedServer> {
-  if (!existsSync(opts.cwd)) throw new Error(`opencode workspace directory does not exist: ${opts.cwd}`);
-  const binary = opts.binary ?? resolveOpencodeBinary();
-  const port = opts.port ?? 0;
-  const readyTimeoutMs = opts.readyTimeoutMs ?? 20_000;
+/** Past this size the follower empties the log file of a detached server (it only feeds debug lines). */
+const LOG_FILE_MAX = 4 * 1024 * 1024;
+
+/**
+ * Follows a growing file line by line from `offset` (the output of a detached server, which has
+ * no pipe to the bot). Returns a function that reads what is left and stops following.
+ */
+export function followFile(file: string, offset: number, onLine: (line: string) => void, everyMs = 200): () => void {
+  let pos = offset;
+  let rest = "";
+  const decoder = new StringDecoder("utf8");
+  const chunk = Buffer.alloc(64 * 1024);
+  const read = (): void => {
+    let fd: number;
+    try { fd = openSync(file, "r+"); } catch { return; }
+    try {
+      for (let n; (n = readSync(fd, chunk, 0, chunk.length, pos)) > 0; ) {
+        pos += n;
+        rest += decoder.write(chunk.subarray(0, n));
+      }
+      // The server appends (O_APPEND), so emptying the file is safe; lines written since the read above are lost.
+      if (pos > LOG_FILE_MAX) ftruncateSync(fd, (pos = 0));
+    } finally { closeSync(fd); }
+    const lines = rest.split("\n");
+    rest = lines.pop() ?? "";
+    for (const l of lines) onLine(l);
+  };
+  const timer = setInterval(read, everyMs);
+  timer.unref();
+  return () => {
+    clearInterval(timer);
+    read();
+    if (rest) onLine(rest);
+    rest = "";
+  };
+}
+
+/** What runs for `opts`: the command, its arguments and its environment (server-record.ts hashes them to see a changed setup). */
+export function embeddedLaunch(opts: EmbeddedServerOptions, binary: string): { command: string; args: string[]; env: Record<string, string> } {
   const env = childEnv({
     passEnv: opts.passEnv ?? [],
     extra: {
@@ -126,11 +170,30 @@ export async function startEmbeddedOpencode(opts: EmbeddedServerOptions): Promis
       ...(opts.auth?.username !== undefined ? { OPENCODE_SERVER_USERNAME: opts.auth.username } : {}),
     },
   });
-  const args = ["serve", "--port", String(port), "--hostname", "127.0.0.1", "--print-logs", "--log-level", "INFO"];
-  const [command, commandArgs] = opts.sandbox
-    ? ["bwrap", bwrapArgs({ ...opts.sandbox, writable: [opts.cwd, ...opts.sandbox.writable, ...opencodeStateDirs(env)] }, binary, args)]
-    : [binary, args];
-  const child = spawn(command, commandArgs, { cwd: opts.cwd, env, stdio: ["ignore", "pipe", "pipe"] });
+  const args = ["serve", "--port", String(opts.port ?? 0), "--hostname", "127.0.0.1", "--print-logs", "--log-level", "INFO"];
+  return opts.sandbox
+    ? { command: "bwrap", args: bwrapArgs({ ...opts.sandbox, writable: [opts.cwd, ...opts.sandbox.writable, ...opencodeStateDirs(env)] }, binary, args), env }
+    : { command: binary, args, env };
+}
+
+export async function startEmbeddedOpencode(opts: EmbeddedServerOptions): Promise<EmbeddedServer> {
+  if (!existsSync(opts.cwd)) throw new Error(`opencode workspace directory does not exist: ${opts.cwd}`);
+  const binary = opts.binary ?? resolveOpencodeBinary();
+  const readyTimeoutMs = opts.readyTimeoutMs ?? 20_000;
+  const { command, args: commandArgs, env } = embeddedLaunch(opts, binary);
+  const detached = opts.logFile !== undefined && !opts.sandbox;
+  // O_APPEND, so that followFile may empty the file under the writing server.
+  const logFd = detached ? openSync(opts.logFile as string, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_APPEND, 0o600) : undefined;
+  const child = spawn(command, commandArgs, { cwd: opts.cwd, env, detached, stdio: logFd === undefined ? ["ignore", "pipe", "pipe"] : ["ignore", logFd, logFd] });
+  if (logFd !== undefined) closeSync(logFd);
+  if (child.pid !== undefined) opts.onSpawn?.(child.pid);
+  // A detached server leads its process group: the signal reaches the commands the agent runs too.
+  const signal = (sig: NodeJS.Signals): void => {
+    try {
+      if (detached && child.pid !== undefined) process.kill(-child.pid, sig);
+      else child.kill(sig);
+    } catch { /* already gone */ }
+  };
 
   const tail: string[] = [];
   let onListening: ((url: string) => void) | undefined;
@@ -143,17 +206,18 @@ export async function startEmbeddedOpencode(opts: EmbeddedServerOptions): Promis
     if (m?.[1]) onListening?.(m[1]);
   };
   for (const stream of [child.stdout, child.stderr]) {
+    if (!stream) continue; // detached: followed in its file below
     let buf = "";
     stream.setEncoding("utf8");
     stream.on("data", (chunk: string) => {
       buf += chunk;
       const lines = buf.split("\n");
       buf = lines.pop() ?? "";
-      // eslint-disable-next-line no-control-regex -- strip ANSI colour codes from its error output
-      for (const l of lines) pushLine(l.replace(/\r$/, "").replace(/\x1b\[[0-9;]*m/g, ""));
+      for (const l of lines) pushLine(l.replace(/\r$/, "").replace(ansi, ""));
     });
     stream.on("end", () => { pushLine(buf); buf = ""; });
   }
+  const unfollow = detached ? followFile(opts.logFile as string, 0, (l) => pushLine(l.replace(/\r$/, "").replace(ansi, ""))) : undefined;
 
   let exitCode: number | null | undefined;
   let spawnError: Error | undefined;
@@ -171,9 +235,13 @@ export async function startEmbeddedOpencode(opts: EmbeddedServerOptions): Promis
     });
   });
   // If this process exits without stopping the server, do not leave it running.
-  const killOnExit = () => { if (exitCode === undefined) child.kill("SIGTERM"); };
+  // (A bot killed by a signal runs no handler: a detached server then lives on to be adopted.)
+  const killOnExit = () => { if (exitCode === undefined) signal("SIGTERM"); };
   process.once("exit", killOnExit);
-  void exited.then(() => process.removeListener("exit", killOnExit));
+  void exited.then(() => {
+    process.removeListener("exit", killOnExit);
+    unfollow?.();
+  });
 
   const failure = (why: string) =>
     new Error(`opencode serve ${why} (binary ${binary}${opts.sandbox ? ", in a bwrap sandbox" : ""}, cwd ${opts.cwd})\n--- last ${tail.length} log lines ---\n${tail.join("\n")}`);
@@ -193,7 +261,7 @@ export async function startEmbeddedOpencode(opts: EmbeddedServerOptions): Promis
 
     const stop = async () => {
       if (exitCode !== undefined) return;
-      child.kill("SIGTERM");
+      signal("SIGTERM");
       let grace: NodeJS.Timeout | undefined;
       const timedOut = await Promise.race([
         exited.then(() => false),
@@ -201,7 +269,7 @@ export async function startEmbeddedOpencode(opts: EmbeddedServerOptions): Promis
       ]);
       clearTimeout(grace);
       if (timedOut) {
-        child.kill("SIGKILL");
+        signal("SIGKILL");
         await exited;
       }
     };
@@ -209,12 +277,12 @@ export async function startEmbeddedOpencode(opts: EmbeddedServerOptions): Promis
       url: url.replace(/\/$/, ""),
       pid: child.pid!,
       stop,
-      kill: (signal: NodeJS.Signals = "SIGTERM") => { if (exitCode === undefined) child.kill(signal); },
+      kill: (sig: NodeJS.Signals = "SIGTERM") => { if (exitCode === undefined) signal(sig); },
       exited,
     };
   } catch (e) {
     if (exitCode === undefined) {
-      child.kill("SIGKILL");
+      signal("SIGKILL");
       await exited;
     }
     throw e;

@@ -6,9 +6,11 @@ import type { MatrixClient } from "matrix-bot-sdk";
 import { ConfigError } from "../config/load.ts";
 import type { BotConfig } from "../config/schema.ts";
 import type { BotMetrics } from "../http/metrics.ts";
-import { addSecret, type Logger } from "../log.ts";
+import type { Logger } from "../log.ts";
 import type { DisplayNames } from "../matrix/display-names.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
+import type { TurnEngine } from "../turns/engine.ts";
+import type { ConversationSettings } from "../turns/settings.ts";
 import { checkExternalOpencode, explainEmbeddedFailure } from "./server-check.ts";
 import type { Db } from "../store/db.ts";
 import type { Inbox } from "../store/inbox.ts";
@@ -20,10 +22,11 @@ import type { TurnStore } from "../store/turns.ts";
 import { OpencodeBackend, type OpencodeLifecycle } from "./backend.ts";
 import { opencodeCommands } from "./commands/index.ts";
 import { OpencodeConnection } from "./connection.ts";
-import { restartEmbeddedOpencode, startEmbeddedOpencode, type EmbeddedServer, type EmbeddedServerOptions } from "./embedded-server.ts";
 import { PermissionDesk } from "./permission-desk.ts";
+import { QuestionDesk } from "./question-desk.ts";
+import { QuestionStore } from "./question-store.ts";
 import { botStateHidden, chooseSandbox } from "../process/sandbox.ts";
-import { generateOpencodeAuth } from "./server-auth.ts";
+import { EmbeddedServerKeeper } from "./server-record.ts";
 import { TurnRunner } from "./turn-runner.ts";
 
 export { OpencodeBackend } from "./backend.ts";
@@ -39,6 +42,8 @@ export interface OpencodeDeps {
   client: MatrixClient;
   names: DisplayNames;
   metrics: BotMetrics;
+  engine: TurnEngine;
+  settings?: ConversationSettings | undefined;
   log: Logger;
   /** The bot's config file, hidden from the agent by the sandbox. */
   configFile?: string | undefined;
@@ -53,30 +58,28 @@ export async function createOpencodeBackend(config: BotConfig, d: OpencodeDeps):
   const log = d.log;
   const workspaceDir = resolve(c.workspaceDir);
 
-  let embedded: EmbeddedServer | undefined;
-  let embeddedOptions: EmbeddedServerOptions | undefined;
   // A server the bot starts gets a password of its own (kept across `!oc restart-server`), so
-  // other local processes cannot drive it, and an environment without the bot's secrets.
+  // other local processes cannot drive it, and an environment without the bot's secrets. The
+  // keeper adopts the server a crashed run left behind, or reaps it (server-record.ts).
   let auth = { username: c.username, password: c.password };
-  if (c.serverUrl === undefined) {
+  let url = c.serverUrl ?? "";
+  const keeper = c.serverUrl === undefined ? new EmbeddedServerKeeper({ db: d.db, log }) : undefined;
+  if (keeper) {
     const ocLog = log.child({ component: "opencode-server" });
-    const generated = generateOpencodeAuth();
-    addSecret(generated.password);
-    auth = generated;
     const sandbox = chooseSandbox(c.sandbox, { writable: c.projectRoots ?? [], ...botStateHidden(config.database.path, d.configFile) }, { who: "the embedded OpenCode server", warn: (msg) => log.warn(msg), refuse: (msg) => new ConfigError(msg) });
-    embeddedOptions = { cwd: workspaceDir, passEnv: c.passEnv, auth: generated, sandbox, onLog: (line) => ocLog.debug(line) };
-    embedded = await startEmbeddedOpencode(embeddedOptions).catch(explainEmbeddedFailure);
-    log.info({ url: embedded.url, pid: embedded.pid, sandbox: sandbox ? "bwrap" : "none" }, "started embedded OpenCode server");
+    const kept = await keeper.start({ cwd: workspaceDir, passEnv: c.passEnv, sandbox, onLog: (line) => ocLog.debug(line) }).catch(explainEmbeddedFailure);
+    auth = kept.auth;
+    url = kept.server.url;
   } else {
-    await checkExternalOpencode(c.serverUrl, auth, d.kv, log);
+    await checkExternalOpencode(url, auth, d.kv, log);
   }
-  const url = c.serverUrl ?? (embedded as EmbeddedServer).url;
   const conn = new OpencodeConnection({
     url,
     directory: workspaceDir,
     healthCheckIntervalMs: c.healthCheckIntervalMs,
     maxRetries: c.maxRetries,
     retryDelayMs: c.retryDelayMs,
+    requestTimeoutMs: c.requestTimeoutMs,
     username: auth.username,
     password: auth.password,
     log: log.child({ component: "opencode" }),
@@ -84,17 +87,16 @@ export async function createOpencodeBackend(config: BotConfig, d: OpencodeDeps):
   const runner = new TurnRunner({
     db: d.db, conn, threads: d.threads, turns: d.turns, inbox: d.inbox, sender: d.sender, names: d.names, workspaceDir,
     log: log.child({ component: "turns" }),
-    editWindowMs: config.rendering.editWindowMs,
+    engine: d.engine,
     completionNoticeAfterMs: config.rendering.completionNoticeAfterMs,
     onTurnEnd: (outcome) => d.metrics.turnEnded(outcome),
   });
   // Only a server the bot started can be restarted by it (`!oc restart-server`); same port, so the client keeps its URL.
-  const restartServer = embeddedOptions
+  const restartServer = keeper
     ? async (): Promise<{ oldPid: number; newPid: number; connected: boolean }> => {
-        const old = embedded as EmbeddedServer;
-        embedded = await restartEmbeddedOpencode(old, embeddedOptions as EmbeddedServerOptions);
-        log.info({ url: embedded.url, oldPid: old.pid, pid: embedded.pid }, "restarted embedded OpenCode server");
-        return { oldPid: old.pid, newPid: embedded.pid, connected: await conn.resubscribe() };
+        const { oldPid, server } = await keeper.restart();
+        log.info({ url: server.url, oldPid, pid: server.pid }, "restarted embedded OpenCode server");
+        return { oldPid, newPid: server.pid, connected: await conn.resubscribe() };
       }
     : undefined;
   const permissions = new PermissionDesk({
@@ -104,9 +106,18 @@ export async function createOpencodeBackend(config: BotConfig, d: OpencodeDeps):
     prompter: (sessionId) => runner.prompter(sessionId),
     directoryOf: (sessionId): string => backend.directoryOfSession(sessionId),
   });
+  const questions = new QuestionDesk({
+    conn, threads: d.threads, sender: d.sender, log, names: d.names, workspaceDir,
+    store: new QuestionStore(d.db),
+    prefix: config.commands.prefix,
+    prompter: (sessionId) => runner.prompter(sessionId),
+    directoryOf: (sessionId): string => backend.directoryOfSession(sessionId),
+  });
 
   // Scheduled prompts wait for the first reconcile: a session's turn from before a restart must be known first.
   let reconciled = false;
+  let firstReconciled: () => void = () => {};
+  const firstReconcile = new Promise<void>((r) => (firstReconciled = r));
   let wasConnected = false;
   conn.onState((state, detail) => {
     log.info({ state, url: conn.url, ...detail }, "OpenCode connection");
@@ -117,8 +128,12 @@ export async function createOpencodeBackend(config: BotConfig, d: OpencodeDeps):
     void runner
       .reconcile()
       .catch((err: unknown) => log.error({ err }, "reconciling turns failed"))
-      .finally(() => (reconciled = true));
+      .finally(() => {
+        reconciled = true;
+        firstReconciled();
+      });
     void permissions.reconcile().catch((err: unknown) => log.error({ err }, "reconciling permissions failed"));
+    void questions.reconcile().catch((err: unknown) => log.error({ err }, "reconciling questions failed"));
   });
 
   const lifecycle: OpencodeLifecycle = {
@@ -131,15 +146,19 @@ export async function createOpencodeBackend(config: BotConfig, d: OpencodeDeps):
     stop: async () => {
       await runner.settle();
       await conn.stop();
-      if (embedded) await embedded.stop();
+      await keeper?.stop();
     },
     ready: () => reconciled && conn.state === "connected",
+    // New room events wait for the turns of the last run: a follow-up must find its session's turn
+    // tracked (and queue behind it), never start a second one. If OpenCode is not reachable at
+    // start, recovery runs when it connects, and prompts meanwhile are told it is away.
+    reconcile: () => (conn.state === "connected" ? firstReconcile : Promise.resolve()),
   };
   const projectRoots = (c.projectRoots ?? [workspaceDir]).map((r) => resolve(r));
   const backend = new OpencodeBackend(
     {
       prefix: config.commands.prefix, conn, runner, threads: d.threads, rooms: d.rooms, sender: d.sender, client: d.client,
-      names: d.names, workspaceDir, log, db: d.db, restartServer, permissions, projectRoots, lifecycle,
+      names: d.names, workspaceDir, log, db: d.db, restartServer, permissions, questions, projectRoots, lifecycle, settings: d.settings,
     },
     opencodeCommands,
   );

@@ -7,6 +7,7 @@ import { pill } from "../matrix/format.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
 import type { PermissionRow, PermissionStore, PermissionSubject } from "../store/permissions.ts";
 import type { ThreadStore } from "../store/threads.ts";
+import { permissionPushBody, permissionPushLine } from "../turns/notices.ts";
 import type { OpencodeConnection } from "./connection.ts";
 import { describeError } from "./errors.ts";
 import { type AskedRequest, askText, attachmentOf, outcomeText, subjectOf, withPlainBody } from "./permission-text.ts";
@@ -91,7 +92,9 @@ export class PermissionDesk {
     if (!this.store.add({ requestId: req.id, sessionId: req.sessionID, roomId: thread.roomId, rootEventId: thread.rootEventId, summary, subject, askedOf: [who] })) return;
     const text = askText(subject, req.id, { markdown: pill(who, whoName).markdown, name: whoName }, this.prefix);
     const target = { roomId: thread.roomId, threadRoot: thread.rootEventId, replyTo: thread.rootEventId };
-    const eventId = await this.sender.send(thread.roomId, withPlainBody(threadMessage(target, text.markdown, { mentions: [who] }), text.plain));
+    // The push: its first line (all a lock screen shows) says who asked and what will run.
+    const body = permissionPushBody(permissionPushLine(whoName, "OpenCode", subject), text.plain);
+    const eventId = await this.sender.send(thread.roomId, withPlainBody(threadMessage(target, text.markdown, { mentions: [who] }), body));
     this.store.setMessage(req.id, eventId);
     await this.attachWhole(subject, req.id, { ...target, replyTo: eventId });
     // One tap on a phone: the answers are already there to click.

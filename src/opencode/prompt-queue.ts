@@ -1,5 +1,6 @@
 import type { PromptRequest } from "../commands/backend.ts";
 import type { Db } from "../store/db.ts";
+import { TurnQueue, type QueuedTurn } from "../turns/queue.ts";
 
 export interface PromptOptions {
   model?: { providerID: string; modelID: string } | undefined;
@@ -24,94 +25,71 @@ export interface QueuedPrompt {
   queuedAt: number;
 }
 
-interface Raw {
-  id: number;
-  session_id: string;
-  room_id: string;
-  root_event_id: string;
-  prompt_event_id: string;
-  sender: string;
-  text: string;
+interface Payload {
+  opts: PromptOptions;
+  /** The name of an OpenCode `/command`; its arguments are the queued text. */
   command: string | null;
-  files_json: string | null;
-  options_json: string;
-  queued_at: number;
 }
 
-type StoredFile = { mime: string; filename: string; data: string };
-
-const toQueued = (r: Raw): QueuedPrompt => {
-  const files = r.files_json ? (JSON.parse(r.files_json) as StoredFile[]).map((f) => ({ ...f, data: Buffer.from(f.data, "base64") })) : undefined;
-  return {
-    id: r.id,
-    sessionId: r.session_id,
-    roomId: r.room_id,
-    rootEventId: r.root_event_id,
-    req: { roomId: r.room_id, eventId: r.prompt_event_id, sender: r.sender, text: r.text, ...(files ? { files } : {}) },
-    opts: JSON.parse(r.options_json) as PromptOptions,
-    command: r.command === null ? undefined : { name: r.command, args: r.text },
-    queuedAt: r.queued_at,
-  };
-};
+const toQueued = (q: QueuedTurn<Payload>): QueuedPrompt => ({
+  id: q.id,
+  sessionId: q.key,
+  roomId: q.roomId,
+  rootEventId: q.rootEventId,
+  req: q.req,
+  opts: q.payload.opts,
+  command: q.payload.command ? { name: q.payload.command, args: q.req.text } : undefined,
+  queuedAt: q.queuedAt,
+});
 
 /**
- * Prompts waiting for the running turn of their session, in SQLite so that a restart keeps
- * them. Order is the insertion order (the autoincrement id).
+ * OpenCode's prompts waiting for the running turn of their session: the shared durable turn
+ * queue, keyed by session, with the session options and the `/command` of each prompt.
  */
 export class PromptQueue {
-  private readonly db: Db;
+  private readonly q: TurnQueue<Payload>;
 
   constructor(db: Db) {
-    this.db = db;
+    this.q = new TurnQueue<Payload>(db, "opencode");
   }
 
   /** Appends a prompt; returns its row id. */
-  add(t: { sessionId: string; roomId: string; rootEventId: string }, req: PromptRequest, opts: PromptOptions, command?: CommandCall): number {
-    const files = req.files?.length ? JSON.stringify(req.files.map((f) => ({ mime: f.mime, filename: f.filename, data: f.data.toString("base64") }))) : null;
-    const info = this.db
-      .prepare(
-        `INSERT INTO queued_prompts (session_id, room_id, root_event_id, prompt_event_id, sender, text, command, files_json, options_json, queued_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(t.sessionId, t.roomId, t.rootEventId, req.eventId, req.sender, command ? command.args : req.text, command?.name ?? null, files, JSON.stringify(opts), Date.now());
-    return Number(info.lastInsertRowid);
+  add(t: { sessionId: string; roomId: string; rootEventId: string }, req: PromptRequest, opts: PromptOptions, command?: CommandCall, front = false): number {
+    return this.q.add({ key: t.sessionId, roomId: t.roomId, rootEventId: t.rootEventId }, command ? { ...req, text: command.args } : req, { opts, command: command?.name ?? null }, { front });
   }
 
   /** The place of a queued prompt in its session's queue (1 = next), 0 when it is no longer queued. */
   position(sessionId: string, id: number): number {
-    const r = this.db
-      .prepare("SELECT (SELECT COUNT(*) FROM queued_prompts WHERE session_id = ? AND id <= ?) AS n, EXISTS (SELECT 1 FROM queued_prompts WHERE id = ?) AS present")
-      .get(sessionId, id, id) as { n: number; present: number };
-    return r.present ? r.n : 0;
+    return this.q.position(sessionId, id);
   }
 
   next(sessionId: string): QueuedPrompt | undefined {
-    const r = this.db.prepare("SELECT * FROM queued_prompts WHERE session_id = ? ORDER BY id LIMIT 1").get(sessionId) as Raw | undefined;
-    return r && toQueued(r);
+    const n = this.q.next(sessionId);
+    return n && toQueued(n);
   }
 
   list(sessionId: string): QueuedPrompt[] {
-    return (this.db.prepare("SELECT * FROM queued_prompts WHERE session_id = ? ORDER BY id").all(sessionId) as Raw[]).map(toQueued);
+    return this.q.list(sessionId).map(toQueued);
   }
 
   inRoom(roomId: string): QueuedPrompt[] {
-    return (this.db.prepare("SELECT * FROM queued_prompts WHERE room_id = ? ORDER BY id").all(roomId) as Raw[]).map(toQueued);
+    return this.q.inRoom(roomId).map(toQueued);
   }
 
   count(sessionId: string): number {
-    return (this.db.prepare("SELECT COUNT(*) AS n FROM queued_prompts WHERE session_id = ?").get(sessionId) as { n: number }).n;
+    return this.q.count(sessionId);
   }
 
   remove(id: number): boolean {
-    return this.db.prepare("DELETE FROM queued_prompts WHERE id = ?").run(id).changes > 0;
+    return this.q.remove(id);
   }
 
   clear(sessionId: string): number {
-    return this.db.prepare("DELETE FROM queued_prompts WHERE session_id = ?").run(sessionId).changes;
+    return this.q.clear(sessionId).length;
   }
 
   /** Sessions that have prompts waiting (checked at start-up, after the turns are reconciled). */
   sessions(): string[] {
-    return (this.db.prepare("SELECT session_id FROM queued_prompts GROUP BY session_id ORDER BY MIN(id)").all() as Array<{ session_id: string }>).map((r) => r.session_id);
+    return this.q.keys();
   }
 }

@@ -1,10 +1,6 @@
 import { relative, isAbsolute } from "node:path";
 import type { ToolPart } from "@opencode-ai/sdk/v2";
-
-const icons: Record<string, string> = {
-  write: "✏️", edit: "✏️", patch: "✏️", multiedit: "✏️", read: "📖", bash: "▶️", glob: "🔍", grep: "🔍", list: "📂",
-  webfetch: "🌐", todowrite: "📝", todoread: "📝", task: "🤖", question: "❓", skill: "🧩",
-};
+import type { ToolInfo } from "../turns/events.ts";
 
 const clip = (s: string, n: number): string => {
   const line = s.split("\n")[0] ?? "";
@@ -26,22 +22,6 @@ function target(part: ToolPart, workspaceDir: string): string {
   return other !== undefined ? clip(other, 60) : "";
 }
 
-function outcome(part: ToolPart): string {
-  const s = part.state;
-  switch (s.status) {
-    case "pending":
-      return "⏳";
-    case "running":
-      return "…";
-    case "completed": {
-      const exit = s.metadata.exit;
-      return typeof exit === "number" && exit !== 0 ? `✗ exit ${exit}` : "✓";
-    }
-    case "error":
-      return `✗ ${clip(s.error, 80)}`;
-  }
-}
-
 interface Todo {
   content?: string;
   status?: string;
@@ -56,10 +36,20 @@ function todoLines(part: ToolPart): string[] {
   });
 }
 
-/** `✏️ write src/app.ts ✓`, `▶️ bash \`npm test\` ✗ exit 1`: one compact line per tool call. */
-export function toolLine(part: ToolPart, workspaceDir: string): string {
-  const icon = icons[part.tool] ?? "🔧";
-  const what = target(part, workspaceDir);
-  const head = [icon, part.tool, what, outcome(part)].filter((s) => s.length > 0).join(" ");
-  return part.tool === "todowrite" ? [head, ...todoLines(part)].join("\n") : head;
+const statuses = { pending: "pending", running: "running", completed: "done", error: "failed" } as const;
+
+/** One OpenCode tool part as the engine shows it: `✏️ write src/app.ts ✓`, `▶️ bash \`npm test\` ✗ exit 1`. */
+export function toolInfo(part: ToolPart, workspaceDir: string): ToolInfo {
+  const s = part.state;
+  const exit = s.status === "completed" ? s.metadata.exit : undefined;
+  return {
+    name: part.tool,
+    subject: target(part, workspaceDir),
+    status: statuses[s.status],
+    error: s.status === "error" ? s.error : undefined,
+    exit: typeof exit === "number" ? exit : undefined,
+    detail: part.tool === "todowrite" ? todoLines(part) : undefined,
+    output: s.status === "completed" ? s.output : undefined,
+    diff: s.status === "completed" && typeof s.metadata.diff === "string" ? s.metadata.diff : undefined,
+  };
 }

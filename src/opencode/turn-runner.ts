@@ -1,32 +1,24 @@
-import type { Event, FilePartInput, Message, Part, TextPartInput } from "@opencode-ai/sdk/v2";
+import type { Message, Part } from "@opencode-ai/sdk/v2";
 import type { PromptRequest } from "../commands/backend.ts";
 import type { Logger } from "../log.ts";
 import type { ThreadTarget } from "../matrix/content.ts";
 import type { DisplayNames } from "../matrix/display-names.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
-import { SplitLiveMessage, attachAnswerFile } from "../render/split-live-message.ts";
 import type { Db } from "../store/db.ts";
 import type { Inbox } from "../store/inbox.ts";
 import type { ThreadRow, ThreadStore } from "../store/threads.ts";
-import type { TurnRow, TurnStore } from "../store/turns.ts";
+import type { TurnStore } from "../store/turns.ts";
+import type { TurnEngine } from "../turns/engine.ts";
 import type { OpencodeConnection } from "./connection.ts";
-import { describeError, errorAdvice } from "./errors.ts";
+import { crashPoint } from "../process/crash-point.ts";
+import { describeError } from "./errors.ts";
 import { ascendingId } from "./ids.ts";
+import { decodePrompt, encodePrompt, sendCommand, sendPrompt, type PromptCall } from "./prompt-call.ts";
 import { PromptQueue, type CommandCall, type PromptOptions } from "./prompt-queue.ts";
 import { TurnNotices, type RetrySettings } from "./turn-notices.ts";
-import { TurnView } from "./turn-view.ts";
+import { TurnTracker, type ActiveTurn } from "./turn-tracker.ts";
 
 export type { CommandCall, PromptOptions } from "./prompt-queue.ts";
-
-interface ActiveTurn {
-  row: TurnRow;
-  view: TurnView;
-  live: SplitLiveMessage;
-  directory: string;
-  /** Set once the server shows work on this turn: an earlier turn's late idle must not end it. */
-  sawBusy: boolean;
-  finishing: boolean;
-}
 
 export interface TurnRunnerDeps {
   db: Db;
@@ -38,8 +30,8 @@ export interface TurnRunnerDeps {
   names: DisplayNames;
   log: Logger;
   workspaceDir: string;
-  editWindowMs: number;
-  /** Turns that take at least this long end with a notice that mentions who asked (a phone push). */
+  engine: TurnEngine;
+  /** For the notices that the server went away and came back. */
   completionNoticeAfterMs: number;
   onTurnEnd?: (outcome: "done" | "failed") => void;
 }
@@ -50,17 +42,29 @@ export interface TurnRunnerDeps {
  */
 export class TurnRunner {
   private readonly d: TurnRunnerDeps;
-  private readonly active = new Map<string, ActiveTurn>();
+  private readonly tracker: TurnTracker;
+  private readonly active: Map<string, ActiveTurn>;
   /** Prompts waiting for the running turn of their session; in SQLite, so a restart keeps them. */
   readonly queue: PromptQueue;
-  private readonly ownMessageIds = new Set<string>();
   private readonly notices: TurnNotices;
 
   constructor(deps: TurnRunnerDeps) {
     this.d = deps;
     this.notices = new TurnNotices({ sender: deps.sender, names: deps.names, log: deps.log, completionNoticeAfterMs: deps.completionNoticeAfterMs });
     this.queue = new PromptQueue(deps.db);
-    deps.conn.onEvent((e) => this.onEvent(e));
+    this.tracker = new TurnTracker({
+      ...deps,
+      onEnded: async (sessionId, outcome) => {
+        deps.onTurnEnd?.(outcome === "failed" ? "failed" : "done");
+        await this.sendNext(sessionId);
+      },
+    });
+    this.active = this.tracker.active;
+  }
+
+  /** Starts following a session that is already working (after `attach`). */
+  follow(thread: ThreadRow): void {
+    this.tracker.follow(thread);
   }
 
   get activeCount(): number {
@@ -87,12 +91,24 @@ export class TurnRunner {
    */
   async submit(thread: ThreadRow, req: PromptRequest, opts: PromptOptions, command?: CommandCall): Promise<{ queued: number }> {
     if (this.active.has(thread.sessionId) || this.queue.count(thread.sessionId) > 0) {
-      const id = this.queue.add(thread, req, opts, command);
+      const id = this.enqueue(thread, req, opts, command);
       await this.sendNext(thread.sessionId);
       return { queued: this.queue.position(thread.sessionId, id) };
     }
     await this.send(thread, req, opts, command);
     return { queued: 0 };
+  }
+
+  /**
+   * The queue row and the inbox mark commit together: after a crash the prompt is either
+   * waiting in the queue or still pending in the inbox, never both (which would send it twice).
+   */
+  private enqueue(thread: ThreadRow, req: PromptRequest, opts: PromptOptions, command?: CommandCall, front = false): number {
+    return this.d.db.transaction(() => {
+      const id = this.queue.add(thread, req, opts, command, front);
+      this.d.inbox.markDone(req.eventId);
+      return id;
+    })();
   }
 
   /**
@@ -115,212 +131,67 @@ export class TurnRunner {
   }
 
   private async send(thread: ThreadRow, req: PromptRequest, opts: PromptOptions, command?: CommandCall, queuedId?: number): Promise<void> {
-    const messageId = ascendingId("msg");
-    this.ownMessageIds.add(messageId);
-    // The turn row and the inbox mark commit together: after a crash the prompt is either
-    // recorded (and reconciled by its message id) or still pending in the inbox.
+    const call: PromptCall = { sessionId: thread.sessionId, messageId: ascendingId("msg"), text: req.text, files: req.files, opts, command };
+    this.tracker.ownMessageIds.add(call.messageId);
+    // The turn row (with all a re-send needs) and the inbox mark commit together: after a crash
+    // the prompt is either recorded (and reconciled by its message id) or still pending in the inbox.
     const row = this.d.db.transaction(() => {
       const r = this.d.turns.start({
         roomId: thread.roomId,
         rootEventId: thread.rootEventId,
         sessionId: thread.sessionId,
         promptEventId: req.eventId,
-        promptMessageId: messageId,
+        promptMessageId: call.messageId,
         promptedBy: req.sender,
         promptText: command ? `/${command.name} ${command.args}`.trim() : req.text,
+        promptJson: encodePrompt(call),
       });
       this.d.inbox.markDone(req.eventId);
       if (queuedId !== undefined) this.queue.remove(queuedId);
       return r;
     })();
+    crashPoint("turn-row");
     this.d.threads.touch(thread.roomId, thread.rootEventId);
-    const turn = this.track(row, { roomId: thread.roomId, threadRoot: thread.rootEventId, replyTo: req.eventId }, opts.directory);
-    turn.live.update(turn.view.render({ final: false, durationMs: 0 }));
-    const parts: Array<TextPartInput | FilePartInput> = [{ type: "text", text: req.text }];
-    for (const f of req.files ?? []) {
-      parts.push({ type: "file", mime: f.mime, filename: f.filename, url: `data:${f.mime};base64,${f.data.toString("base64")}` });
-    }
+    const turn = this.tracker.track(row, { roomId: thread.roomId, threadRoot: thread.rootEventId, replyTo: req.eventId }, opts.directory);
+    turn.live.show();
+    await this.dispatch(turn, call);
+    crashPoint("prompt-sent");
+  }
+
+  /** Hands the prompt (or `/command`) to OpenCode; a refusal ends the turn with the reason. */
+  private async dispatch(turn: ActiveTurn, call: PromptCall): Promise<void> {
+    const command = call.command;
     if (command) {
-      this.runCommand(turn, thread, command, opts, messageId);
+      sendCommand(this.d.conn, { ...call, command }, (why) => {
+        if (this.active.get(call.sessionId) === turn && !turn.finishing) void this.tracker.end(turn, { title: `OpenCode did not run \`/${command.name}\``, message: why });
+      }, this.d.log);
       return;
     }
-    let failure: string | undefined;
-    try {
-      const res = await this.d.conn.client.session.promptAsync({
-        sessionID: thread.sessionId,
-        directory: opts.directory,
-        messageID: messageId,
-        parts,
-        ...(opts.model ? { model: opts.model } : {}),
-        ...(opts.agent ? { agent: opts.agent } : {}),
-      });
-      if (res.error !== undefined) failure = describeError(res.error);
-    } catch (err) {
-      failure = describeError(err);
-    }
-    if (failure !== undefined) await this.end(turn, `⚠️ **OpenCode did not accept the prompt:** ${failure}`);
+    const failure = await sendPrompt(this.d.conn, call);
+    if (failure !== undefined) await this.tracker.end(turn, { title: "OpenCode did not accept the prompt", message: failure });
   }
 
   /**
-   * OpenCode answers a command's request only when its turn is over, so it is not awaited: the
-   * turn is followed through its events like any other, and only a refusal ends it here.
+   * Stops the running step and sends this prompt next, before anything already queued (the
+   * stopped turn ends as aborted and pushes nobody). With no turn running it is a plain submit.
    */
-  private runCommand(turn: ActiveTurn, thread: ThreadRow, command: CommandCall, opts: PromptOptions, messageId: string): void {
-    const refused = (why: string): void => {
-      if (this.active.get(thread.sessionId) === turn && !turn.finishing) void this.end(turn, `⚠️ **OpenCode did not run \`/${command.name}\`:** ${why}`);
-    };
-    this.d.conn.client.session
-      .command({
-        sessionID: thread.sessionId,
-        directory: opts.directory,
-        messageID: messageId,
-        command: command.name,
-        arguments: command.args,
-        ...(opts.model ? { model: `${opts.model.providerID}/${opts.model.modelID}` } : {}),
-        ...(opts.agent ? { agent: opts.agent } : {}),
-      })
-      .then(
-        (res) => {
-          if (res.error !== undefined) refused(describeError(res.error));
-        },
-        // A long command can outlive the HTTP client's patience; its events still end the turn.
-        (err: unknown) => this.d.log.warn({ err, sessionId: thread.sessionId }, "the command request ended without an answer"),
-      );
-  }
-
-  private track(row: TurnRow, target: ThreadTarget, directory: string, parent?: string): ActiveTurn {
-    const live = new SplitLiveMessage({
-      sender: this.d.sender,
-      target,
-      windowMs: this.d.editWindowMs,
-      log: this.d.log,
-      eventId: row.replyEventId,
-      onPosted: (id) => this.d.turns.setReply(row.id, id),
-      attach: attachAnswerFile(this.d.sender, target),
-    });
-    const view = new TurnView(this.d.workspaceDir, row.promptMessageId ?? parent);
-    const turn: ActiveTurn = { row, view, live, directory, sawBusy: false, finishing: false };
-    this.active.set(row.sessionId, turn);
-    return turn;
-  }
-
-  private onEvent(event: Event): void {
-    const sessionId = (event.properties as { sessionID?: string }).sessionID;
-    if (sessionId === undefined) return;
-    const turn = this.active.get(sessionId);
-    if (!turn) {
-      this.maybeExternalTurn(event, sessionId);
-      return;
-    }
-    if (turn.finishing) return;
-    if (event.type === "session.status") {
-      if (event.properties.status.type === "busy") turn.sawBusy = true;
-      else if (event.properties.status.type === "idle" && turn.sawBusy) void this.finish(turn);
-      return;
-    }
-    if (event.type === "session.idle") {
-      if (turn.sawBusy) void this.finish(turn);
-      return;
-    }
-    // Any output of the turn shows that the work started, even if the busy status was missed.
-    if ((event.type === "message.updated" && event.properties.info.role === "assistant") || event.type === "message.part.delta") turn.sawBusy = true;
-    if (turn.view.apply(event)) turn.live.update(turn.view.render({ final: false, durationMs: Date.now() - turn.row.startedAt }));
-  }
-
-  /** A prompt typed elsewhere (the TUI, another client) into a session that has a thread: stream it there too. */
-  private maybeExternalTurn(event: Event, sessionId: string): void {
-    if (event.type !== "message.updated" || event.properties.info.role !== "user") return;
-    const id = event.properties.info.id;
-    if (this.ownMessageIds.has(id)) return;
-    const thread = this.d.threads.bySession("opencode", sessionId)[0];
-    if (!thread) return;
-    const row = this.d.turns.start({
-      roomId: thread.roomId,
-      rootEventId: thread.rootEventId,
-      sessionId,
-      promptEventId: thread.rootEventId,
-      promptMessageId: id,
-      promptedBy: "",
-      promptText: "",
-    });
-    this.ownMessageIds.add(id);
-    const turn = this.track(row, { roomId: thread.roomId, threadRoot: thread.rootEventId, replyTo: thread.rootEventId }, thread.directory ?? this.d.workspaceDir);
-    turn.sawBusy = true;
-    turn.live.update(turn.view.render({ final: false, durationMs: 0 }));
-  }
-
-  /** Starts following a session that is already working (after `attach`). */
-  follow(thread: ThreadRow): void {
-    if (this.active.has(thread.sessionId)) return;
-    const row = this.d.turns.start({
-      roomId: thread.roomId,
-      rootEventId: thread.rootEventId,
-      sessionId: thread.sessionId,
-      promptEventId: thread.rootEventId,
-      promptMessageId: null,
-      promptedBy: "",
-      promptText: "",
-    });
-    const turn = this.track(row, { roomId: thread.roomId, threadRoot: thread.rootEventId, replyTo: thread.rootEventId }, thread.directory ?? this.d.workspaceDir);
-    turn.sawBusy = true;
-    void this.refresh(turn);
-  }
-
-  private async refresh(turn: ActiveTurn): Promise<void> {
-    const res = await this.d.conn.client.session.messages({ sessionID: turn.row.sessionId, directory: turn.directory });
-    turn.view.load((res.data ?? []) as Array<{ info: Message; parts: Part[] }>);
-    turn.live.update(turn.view.render({ final: false, durationMs: Date.now() - turn.row.startedAt }));
-  }
-
-  /** Finishes a turn whose session is idle if its prompt was answered (or it saw the work start). */
-  private async finishIfAnswered(turn: ActiveTurn): Promise<void> {
-    if (turn.sawBusy) return this.finish(turn);
-    const res = await this.d.conn.client.session.messages({ sessionID: turn.row.sessionId, directory: turn.directory }).catch(() => undefined);
-    const messages = (res?.data ?? []) as Array<{ info: Message; parts: Part[] }>;
-    const answered = messages.some(
-      (m) => m.info.role === "assistant" && m.info.parentID === turn.row.promptMessageId && (m.info.time.completed !== undefined || m.info.error !== undefined),
-    );
-    if (answered) await this.finish(turn);
-  }
-
-  /** The session went idle: render the final state from the server's own record of the turn. */
-  private async finish(turn: ActiveTurn): Promise<void> {
-    if (turn.finishing) return;
-    turn.finishing = true;
-    try {
-      const res = await this.d.conn.client.session.messages({ sessionID: turn.row.sessionId, directory: turn.directory });
-      if (res.data) turn.view.load(res.data as Array<{ info: Message; parts: Part[] }>);
-    } catch (err) {
-      this.d.log.warn({ err, sessionId: turn.row.sessionId }, "could not read the session's messages; finishing from the stream");
-    }
-    await this.end(turn);
-  }
-
-  private async end(turn: ActiveTurn, failure?: string): Promise<void> {
-    turn.finishing = true;
-    const err = turn.view.error;
-    const aborted = err?.name === "MessageAbortedError";
-    const error = failure ?? (err && !aborted ? `⚠️ **${err.name}:** ${err.message}\n\n${errorAdvice(err.name)}` : undefined);
-    const durationMs = Date.now() - turn.row.startedAt;
-    const text = turn.view.render({ final: true, durationMs, ...(error ? { error } : {}), aborted });
-    try {
-      await turn.live.finish(text);
-    } catch (e) {
-      this.d.log.error({ err: e, sessionId: turn.row.sessionId }, "could not post the final reply");
-    } finally {
-      this.d.turns.finish(turn.row.id, error ? "failed" : "done");
-      this.active.delete(turn.row.sessionId);
-    }
-    this.d.onTurnEnd?.(error ? "failed" : "done");
-    const target = { roomId: turn.row.roomId, threadRoot: turn.row.rootEventId, replyTo: turn.live.firstId ?? turn.row.promptEventId };
-    await this.notices.turnEnded(target, turn.row.promptedBy, { failed: error !== undefined, aborted, durationMs });
-    await this.sendNext(turn.row.sessionId);
+  async interrupt(thread: ThreadRow, req: PromptRequest, opts: PromptOptions): Promise<{ queued: number }> {
+    const turn = this.active.get(thread.sessionId);
+    if (!turn) return this.submit(thread, req, opts);
+    const id = this.enqueue(thread, req, opts, undefined, true);
+    turn.abortRequested = true;
+    const res = await this.d.conn.client.session.abort({ sessionID: thread.sessionId, directory: thread.directory ?? this.d.workspaceDir });
+    if (res.error !== undefined) this.d.log.warn({ sessionId: thread.sessionId, err: describeError(res.error) }, "could not stop the running step; the prompt waits for it");
+    await this.sendNext(thread.sessionId);
+    return { queued: this.queue.position(thread.sessionId, id) };
   }
 
   async abort(thread: ThreadRow): Promise<boolean> {
     this.queue.clear(thread.sessionId);
     // Asked before the call: the turn may well end (and leave `active`) before the call returns.
-    const running = this.active.has(thread.sessionId);
+    const turn = this.active.get(thread.sessionId);
+    const running = turn !== undefined;
+    if (turn) turn.abortRequested = true;
     const res = await this.d.conn.client.session.abort({ sessionID: thread.sessionId, directory: thread.directory ?? this.d.workspaceDir });
     if (res.error !== undefined) throw new Error(describeError(res.error));
     return running;
@@ -332,46 +203,49 @@ export class TurnRunner {
    * a reconnect, the turns that ended while the event stream was down.
    */
   async reconcile(): Promise<void> {
-    const statuses = (await this.d.conn.client.session.status()).data ?? {};
-    for (const row of this.d.turns.running()) {
-      if (this.active.get(row.sessionId)?.row.id === row.id) continue;
+    // Before any await: the echo of a prompt this bot sent before a restart must not pass for a
+    // prompt typed elsewhere (which would start a second turn over the one being recovered).
+    for (const r of this.d.turns.running()) if (r.promptMessageId) this.tracker.ownMessageIds.add(r.promptMessageId);
+    for (const listed of this.d.turns.running()) {
+      // Read again: across the awaits below an earlier turn of the list may have ended, or a
+      // session have started its next turn; neither may be tracked over.
+      const row = this.d.turns.get(listed.id);
+      if (row?.status !== "running" || this.active.has(row.sessionId)) continue;
       const thread = this.d.threads.get(row.roomId, row.rootEventId);
       if (!thread) {
         this.d.turns.finish(row.id, "failed");
         continue;
       }
       const directory = thread.directory ?? this.d.workspaceDir;
-      const turn = this.track(row, { roomId: row.roomId, threadRoot: row.rootEventId, replyTo: row.promptEventId }, directory);
-      if (row.promptMessageId) this.ownMessageIds.add(row.promptMessageId);
+      const turn = this.tracker.track(row, { roomId: row.roomId, threadRoot: row.rootEventId, replyTo: row.promptEventId }, directory);
+      if (row.promptMessageId) this.tracker.ownMessageIds.add(row.promptMessageId);
       const res = await this.d.conn.client.session.messages({ sessionID: row.sessionId, directory });
       const messages = (res.data ?? []) as Array<{ info: Message; parts: Part[] }>;
       const arrived = row.promptMessageId === null || messages.some((m) => m.info.id === row.promptMessageId);
       if (!arrived && row.promptMessageId !== null) {
         this.d.log.info({ sessionId: row.sessionId, turn: row.id }, "prompt never reached OpenCode; sending it now");
-        turn.live.update(turn.view.render({ final: false, durationMs: 0 }));
-        const sent = await this.d.conn.client.session.promptAsync({
-          sessionID: row.sessionId,
-          directory,
-          messageID: row.promptMessageId,
-          parts: [{ type: "text", text: row.promptText }],
-        });
-        if (sent.error !== undefined) await this.end(turn, `⚠️ **OpenCode did not accept the prompt:** ${describeError(sent.error)}`);
+        turn.live.show();
+        // The same prompt as the first time (files, model, agent, command), under the same message id.
+        const stored = this.d.turns.promptOf(row.id);
+        const call = stored ? decodePrompt(stored, row.sessionId, row.promptMessageId) : { sessionId: row.sessionId, messageId: row.promptMessageId, text: row.promptText, opts: { directory } };
+        await this.dispatch(turn, call);
         continue;
       }
-      turn.view.load(messages);
-      if (statuses[row.sessionId]?.type === "busy") {
-        turn.sawBusy = true;
-        turn.live.update(turn.view.render({ final: false, durationMs: Date.now() - row.startedAt }));
-      } else {
-        await this.finish(turn);
-      }
+      turn.live.push(...turn.tr.load(messages));
+      // The prompt arrived, so from here an idle event ends this turn; and the status is asked
+      // now, not taken from the start of this loop: the session may have finished meanwhile.
+      turn.sawBusy = true;
+      const now = (await this.d.conn.client.session.status()).data ?? {};
+      if (now[row.sessionId]?.type === "busy") turn.live.show();
+      else await this.tracker.finish(turn);
     }
     // Turns whose end fell into a gap of the event stream. Their busy may have fallen into it
     // too, so each idle session is asked whether our prompt has an answer; a few at a time,
     // since after an outage there may be hundreds.
-    const idle = [...this.active.values()].filter((t) => !t.finishing && statuses[t.row.sessionId]?.type !== "busy");
-    for (const t of this.active.values()) if (statuses[t.row.sessionId]?.type === "busy") t.sawBusy = true;
-    for (let i = 0; i < idle.length; i += 8) await Promise.all(idle.slice(i, i + 8).map((t) => this.finishIfAnswered(t)));
+    const current = (await this.d.conn.client.session.status()).data ?? {};
+    const idle = [...this.active.values()].filter((t) => !t.finishing && current[t.row.sessionId]?.type !== "busy");
+    for (const t of this.active.values()) if (current[t.row.sessionId]?.type === "busy") t.sawBusy = true;
+    for (let i = 0; i < idle.length; i += 8) await Promise.all(idle.slice(i, i + 8).map((t) => this.tracker.finishIfAnswered(t)));
     // Prompts queued before a restart whose turn is over: the next one goes now.
     for (const sessionId of this.queue.sessions()) await this.sendNext(sessionId);
   }
@@ -384,7 +258,7 @@ export class TurnRunner {
 
   /** Threads with a turn running, for telling people about a lost or regained server. */
   activeTargets(): ThreadTarget[] {
-    return [...this.active.values()].map((t) => ({ roomId: t.row.roomId, threadRoot: t.row.rootEventId, replyTo: t.live.firstId ?? t.row.promptEventId }));
+    return [...this.active.values()].map((t) => ({ roomId: t.row.roomId, threadRoot: t.row.rootEventId, replyTo: t.live.replyId ?? t.row.promptEventId }));
   }
 
   /** Waits until every reply being written has reached Matrix (used on shutdown). */

@@ -18,7 +18,7 @@ const passedPrefixes = ["LC_", "XDG_", "OPENCODE_"];
  * bot starts gets its own in `extra`).
  */
 const neverNames = new Set(["OPENCODE_WORKSPACE_DIR", "OPENCODE_PROJECT_ROOTS", "OPENCODE_PASS_ENV"]);
-const neverPrefixes = ["MATRIX_", "BOT_", "LETTA_", "OPENCODE_SERVER_"];
+const neverPrefixes = ["MATRIX_", "BOT_", "LETTA_", "OPENCODE_SERVER_", "TRANSCRIPTION_"];
 
 /** True for a variable name the bot never hands to a child process (its own secrets and settings). */
 export function isBotOnlyVariable(name: string): boolean {

@@ -2,6 +2,7 @@ import type { Logger } from "../log.ts";
 import { editMessage, threadMessage, type ThreadTarget } from "../matrix/content.ts";
 import { RateLimitedError } from "../matrix/rate-limit.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
+import { crashPoint } from "../process/crash-point.ts";
 
 export interface LiveMessageOptions {
   sender: Pick<MatrixSender, "send">;
@@ -10,8 +11,12 @@ export interface LiveMessageOptions {
   log: Logger;
   /** An event already posted for this reply (after a restart): edit it instead of posting a new one. */
   eventId?: string | null;
+  /** The first post's transaction id: the homeserver answers a repeat of it with the same event (after a crash). */
+  txnId?: string | undefined;
   /** Called once when the first version is posted. */
   onPosted?: (eventId: string) => void;
+  /** Called just before each version goes out: what is recorded then is never less than what people see. */
+  beforeSend?: () => void;
   notice?: boolean;
 }
 
@@ -113,12 +118,14 @@ export class LiveMessage {
   private async post(text: string): Promise<void> {
     const { sender, target, notice } = this.opts;
     const composeOpts = { notice: notice ?? true, mentions: [] };
+    this.opts.beforeSend?.();
     if (this.eventId === null) {
-      this.eventId = await sender.send(target.roomId, threadMessage(target, text, composeOpts), { retry: false });
+      this.eventId = await sender.send(target.roomId, threadMessage(target, text, composeOpts), { retry: false, ...(this.opts.txnId ? { txnId: this.opts.txnId } : {}) });
       this.opts.onPosted?.(this.eventId);
     } else {
       await sender.send(target.roomId, editMessage(this.eventId, text, composeOpts), { retry: false });
       this.edits++;
+      crashPoint("first-edit");
     }
   }
 }

@@ -1,7 +1,18 @@
 import type { ThreadTarget } from "../matrix/content.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
 import { LiveMessage, type LiveMessageOptions } from "./live-message.ts";
+import { crashPoint } from "../process/crash-point.ts";
 import { splitMarkdown } from "./split.ts";
+
+export interface SplitLiveOptions extends LiveMessageOptions {
+  attach?: (text: string) => Promise<void>;
+  /** Every piece a previous run of the bot posted (after a restart): edited, not posted again. */
+  eventIds?: Array<string | null> | undefined;
+  /** Piece n's first post goes out with the transaction id `<txnBase>.<n>`: a repeat after a crash is the same event. */
+  txnBase?: string | undefined;
+  /** Called when piece `index` is first posted (the first reply is 0; continuations follow). */
+  onPiecePosted?: (index: number, eventId: string) => void;
+}
 
 /** Continuation replies beyond this many are not posted; the whole text is attached as a file instead. */
 const maxPieces = 5;
@@ -19,12 +30,27 @@ export function attachAnswerFile(sender: Pick<MatrixSender, "sendFile">, target:
  * is cut silently: past `maxPieces` the final text is uploaded whole as a file.
  */
 export class SplitLiveMessage {
-  private readonly opts: LiveMessageOptions & { attach?: (text: string) => Promise<void> };
+  private readonly opts: SplitLiveOptions;
   private readonly pieces: LiveMessage[] = [];
 
-  constructor(opts: LiveMessageOptions & { attach?: (text: string) => Promise<void> }) {
+  constructor(opts: SplitLiveOptions) {
     this.opts = opts;
-    this.pieces.push(new LiveMessage(opts));
+    this.pieces.push(
+      new LiveMessage({
+        ...opts,
+        eventId: opts.eventIds?.[0] ?? opts.eventId ?? null,
+        txnId: opts.txnBase ? `${opts.txnBase}.0` : undefined,
+        onPosted: (id) => {
+          opts.onPosted?.(id);
+          opts.onPiecePosted?.(0, id);
+        },
+      }),
+    );
+  }
+
+  /** Every piece's event id, in order (null: not posted yet). */
+  get ids(): Array<string | null> {
+    return this.pieces.map((p) => p.id);
   }
 
   get firstId(): string | null {
@@ -59,7 +85,20 @@ export class SplitLiveMessage {
   }
 
   private piece(i: number): LiveMessage {
-    while (this.pieces.length <= i) this.pieces.push(new LiveMessage({ ...this.opts, eventId: null, onPosted: () => {} }));
+    while (this.pieces.length <= i) {
+      const n = this.pieces.length;
+      this.pieces.push(
+        new LiveMessage({
+          ...this.opts,
+          eventId: this.opts.eventIds?.[n] ?? null,
+          txnId: this.opts.txnBase ? `${this.opts.txnBase}.${n}` : undefined,
+          onPosted: (id) => {
+            this.opts.onPiecePosted?.(n, id);
+            crashPoint("continuation");
+          },
+        }),
+      );
+    }
     return this.pieces[i] as LiveMessage;
   }
 }

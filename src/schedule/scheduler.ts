@@ -37,6 +37,8 @@ export interface SchedulerDeps {
   log: Logger;
   pollIntervalMs: number;
   timezone: string;
+  /** A row the `send` CLI held longer is taken over (store.ts, heldTimeoutMs; tests shorten it). */
+  heldTimeoutMs?: number;
 }
 
 /** Tries per occurrence before it is given up (and the room told). */
@@ -79,6 +81,8 @@ export class Scheduler {
     if (this.running || this.stopped || !this.d.target.ready()) return this.running ?? Promise.resolve();
     const poll = (async () => {
       try {
+        const released = this.d.store.releaseStaleHeld(Date.now(), this.d.heldTimeoutMs);
+        if (released > 0) this.d.log.warn({ released }, "posting prompts a `send` CLI left half-sent (it stopped while posting)");
         for (const row of this.d.store.claimDue()) {
           if (this.stopped) {
             this.d.store.recoverFiring();

@@ -64,6 +64,14 @@ export type NewSchedule = Pick<ScheduledPrompt, "roomId" | "threadRoot" | "sessi
 };
 
 /**
+ * How long the `send` CLI may hold a row while it posts the row's message (its requests time out
+ * long before). A row held longer was left by a CLI that died mid-send: the bot's scheduler
+ * releases it and posts the message itself, with the same transaction id, so the homeserver
+ * drops the post if the CLI's went through after all.
+ */
+export const heldTimeoutMs = 5 * 60_000;
+
+/**
  * Prompts due now or later, shared by the `send` CLI (which inserts) and the bot's scheduler
  * (which claims and fires). Both open the same SQLite file; WAL lets them work side by side.
  */
@@ -92,6 +100,21 @@ export class ScheduleStore {
   /** A held row (its message being posted by the CLI) becomes due, with that message as its marker. */
   release(id: number, markerEventId: string): void {
     this.db.prepare("UPDATE scheduled_prompts SET status = 'pending', marker_event_id = ? WHERE id = ? AND status = 'held'").run(markerEventId, id);
+  }
+
+  /** Held rows older than `maxHeldMs` (their CLI died while posting) become due; how many. */
+  releaseStaleHeld(now = Date.now(), maxHeldMs = heldTimeoutMs): number {
+    return this.db.prepare("UPDATE scheduled_prompts SET status = 'pending' WHERE status = 'held' AND created_at <= ?").run(now - maxHeldMs).changes;
+  }
+
+  /** The CLI cannot tell whether its post went through: the bot posts it (same transaction id). */
+  unhold(id: number): void {
+    this.db.prepare("UPDATE scheduled_prompts SET status = 'pending' WHERE id = ? AND status = 'held'").run(id);
+  }
+
+  /** The CLI's post failed for certain: the row goes, unless the bot has taken it over meanwhile. */
+  deleteHeld(id: number): boolean {
+    return this.db.prepare("DELETE FROM scheduled_prompts WHERE id = ? AND status = 'held'").run(id).changes > 0;
   }
 
   setMarker(id: number, markerEventId: string): void {

@@ -10,7 +10,7 @@ export interface TurnRow {
   promptedBy: string;
   promptText: string;
   replyEventId: string | null;
-  status: "running" | "done" | "failed";
+  status: "running" | "done" | "failed" | "aborted";
   startedAt: number;
   finishedAt: number | null;
 }
@@ -53,23 +53,34 @@ export class TurnStore {
     this.db = db;
   }
 
-  start(t: Pick<TurnRow, "roomId" | "rootEventId" | "sessionId" | "promptEventId" | "promptMessageId" | "promptedBy" | "promptText">): TurnRow {
+  /** `promptJson`: what a re-send after a restart needs (files, options, command); dropped when the turn ends. */
+  start(t: Pick<TurnRow, "roomId" | "rootEventId" | "sessionId" | "promptEventId" | "promptMessageId" | "promptedBy" | "promptText"> & { promptJson?: string }): TurnRow {
     const now = Date.now();
     const info = this.db
       .prepare(
-        `INSERT INTO turns (room_id, root_event_id, session_id, prompt_event_id, prompt_message_id, prompted_by, prompt_text, status, started_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?)`,
+        `INSERT INTO turns (room_id, root_event_id, session_id, prompt_event_id, prompt_message_id, prompted_by, prompt_text, prompt_json, status, started_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)`,
       )
-      .run(t.roomId, t.rootEventId, t.sessionId, t.promptEventId, t.promptMessageId, t.promptedBy, t.promptText, now);
-    return { ...t, id: Number(info.lastInsertRowid), replyEventId: null, status: "running", startedAt: now, finishedAt: null };
+      .run(t.roomId, t.rootEventId, t.sessionId, t.promptEventId, t.promptMessageId, t.promptedBy, t.promptText, t.promptJson ?? null, now);
+    const { promptJson: _stored, ...row } = t;
+    return { ...row, id: Number(info.lastInsertRowid), replyEventId: null, status: "running", startedAt: now, finishedAt: null };
+  }
+
+  promptOf(id: number): string | null {
+    return (this.db.prepare("SELECT prompt_json FROM turns WHERE id = ?").get(id) as { prompt_json: string | null } | undefined)?.prompt_json ?? null;
   }
 
   setReply(id: number, replyEventId: string): void {
     this.db.prepare("UPDATE turns SET reply_event_id = ? WHERE id = ?").run(replyEventId, id);
   }
 
-  finish(id: number, status: "done" | "failed"): void {
-    this.db.prepare("UPDATE turns SET status = ?, finished_at = ? WHERE id = ?").run(status, Date.now(), id);
+  finish(id: number, status: "done" | "failed" | "aborted"): void {
+    this.db.prepare("UPDATE turns SET status = ?, finished_at = ?, prompt_json = NULL WHERE id = ?").run(status, Date.now(), id);
+  }
+
+  get(id: number): TurnRow | undefined {
+    const r = this.db.prepare("SELECT * FROM turns WHERE id = ?").get(id) as RawTurn | undefined;
+    return r && toRow(r);
   }
 
   running(): TurnRow[] {

@@ -77,7 +77,7 @@ describe("ACP agent (opencode acp)", { timeout: 240_000 }, () => {
     const root = await alice.sendText(env.roomId, "!acp bash: echo hi");
     const ask = await env.waitForBot("the permission request", (e) => String(e.content.body).startsWith("🔐 Permission needed"), 90_000);
     const body = String(ask.content.body);
-    assert.match(body, /^🔐 Permission needed — alice-acp-\S+: opencode-acp wants to use bash:\n\n```\necho hi\n```\n\nReact ✅ allow once · ♾️ allow always · ❌ reject — or write `!acp allow`/);
+    assert.match(body, /^🔐 Permission needed — alice-acp-\S+: opencode-acp wants to run: echo hi\n\n```\necho hi\n```\n\nReact ✅ allow once · ♾️ allow always · ❌ reject — or write !acp allow/);
     assert.equal((ask.content["m.relates_to"] as { event_id?: string }).event_id, root);
     await alice.react(env.roomId, ask.event_id, "✅");
     const reply = await waitForFinalReply(env, root, root, sentAt, 90_000);

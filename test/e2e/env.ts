@@ -112,6 +112,16 @@ export class TestEnv {
     return { exitCode };
   }
 
+  /** Starts the bot again (after it died, or stopping it with `signal`) with some environment variables changed (undefined: removed). */
+  async restartBotWith(changes: Record<string, string | undefined>, signal: NodeJS.Signals = "SIGKILL"): Promise<void> {
+    await this.bot.stop(signal);
+    for (const [k, v] of Object.entries(changes)) {
+      if (v === undefined) delete this.botEnv[k];
+      else this.botEnv[k] = v;
+    }
+    this.bot = await BotProcess.start(this.botEnv);
+  }
+
   /** Reads the bot's database the way an operator would (read-only, while the bot runs). */
   query<T>(sql: string, ...params: unknown[]): T[] {
     const db = new Database(this.dbPath, { readonly: true, fileMustExist: true });

@@ -259,8 +259,11 @@ describe("a Letta agent in a thread", () => {
         `final after ${reply.finalSeenAfterMs.toFixed(0)} ms (${reply.editCount} edits); ${botSide(await nthTurnLog(1))}`,
     );
 
-    const replies = (await env.botReplies(root)).filter((e) => rel(e).rel_type === "m.thread");
+    // The live reply is an m.notice; the one push to who asked (an m.text that mentions them) comes on top.
+    const all = (await env.botReplies(root)).filter((e) => rel(e).rel_type === "m.thread");
+    const replies = all.filter((e) => e.content.msgtype === "m.notice");
     assert.equal(replies.length, 1, "one reply, not a flood");
+    assert.equal(all.length - replies.length, 1, "one push to who asked");
     assert.equal(replies[0]?.content.msgtype, "m.notice");
 
     const threads = env.query<{ backend: string; session_id: string; started_by: string; agent: string }>("SELECT backend, session_id, started_by, agent FROM threads");

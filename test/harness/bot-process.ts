@@ -21,6 +21,8 @@ export class BotProcess {
   readonly stderrLines: string[] = [];
   readonly stdoutLines: string[] = [];
   httpPort = 0;
+  /** Wall-clock time of the spawn (ms), to set against the `time` of its log lines. */
+  readonly spawnedAt = Date.now();
   private readonly waiters: Array<{ match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
   readonly exited: Promise<number | null>;
 

@@ -48,6 +48,7 @@ export class MatrixTestUser {
   #syncAbort: AbortController | undefined;
   #syncLoop: Promise<void> | undefined;
   #lastSyncError: Error | undefined;
+  #receiptReads = 0;
 
   constructor(baseUrl: string, user: { userId: string; accessToken: string }) {
     this.#baseUrl = baseUrl.replace(/\/+$/, "");
@@ -212,6 +213,26 @@ export class MatrixTestUser {
     });
   }
 
+  /**
+   * Registers an HTTP pusher, as a phone app does: the homeserver then sends this user's
+   * notifications to `url` (a push gateway's `/_matrix/push/v1/notify`). `pushkey` names the
+   * phone; the gateway sees it in each notification's `devices`.
+   */
+  async setHttpPusher(url: string, opts: { pushkey: string; appId?: string; format?: "event_id_only" }): Promise<void> {
+    const data: Record<string, unknown> = { url };
+    if (opts.format) data.format = opts.format;
+    await this.#request("POST", "/_matrix/client/v3/pushers/set", {
+      kind: "http",
+      app_id: opts.appId ?? "org.example.test-phone",
+      pushkey: opts.pushkey,
+      app_display_name: "test phone",
+      device_display_name: `${this.userId}'s phone`,
+      lang: "en",
+      data,
+      append: false,
+    });
+  }
+
   async react(roomId: string, eventId: string, key: string): Promise<string> {
     return this.sendEvent(roomId, "m.reaction", { "m.relates_to": { rel_type: "m.annotation", event_id: eventId, key } });
   }
@@ -232,6 +253,51 @@ export class MatrixTestUser {
     });
     if (!res.ok) throw new Error(`download of ${mxc} failed: HTTP ${res.status} ${await res.text()}`);
     return Buffer.from(await res.arrayBuffer());
+  }
+
+  /** A state event's content (e.g. a member's display name), as a client reads it. */
+  async stateEvent(roomId: string, type: string, stateKey = ""): Promise<Record<string, unknown>> {
+    return this.#request("GET", `/_matrix/client/v3/rooms/${enc(roomId)}/state/${enc(type)}/${enc(stateKey)}`);
+  }
+
+  /**
+   * The room's read receipts now: event id → the users whose `m.read` receipt is on it. Read
+   * from a one-off /sync of that room's ephemeral `m.receipt` events (there is no receipts
+   * endpoint), apart from the sync loop.
+   */
+  async readReceipts(roomId: string): Promise<Map<string, string[]>> {
+    const filter = JSON.stringify({
+      presence: EMPTY, account_data: EMPTY,
+      room: { rooms: [roomId], timeline: { limit: 1 }, state: EMPTY, account_data: EMPTY, ephemeral: { types: ["m.receipt"] } },
+    });
+    const res = await this.#request<{ rooms?: { join?: Record<string, { ephemeral?: { events?: Array<{ type: string; content: Record<string, Record<string, Record<string, unknown>>> }> } }> } }>(
+      // Synapse caches a /sync answer by its parameters, timeout included (an initial sync
+      // never waits for it): a new timeout per call gets a fresh answer.
+      "GET", "/_matrix/client/v3/sync", undefined, { query: { filter, timeout: String(++this.#receiptReads) } },
+    );
+    const out = new Map<string, string[]>();
+    for (const ev of res.rooms?.join?.[roomId]?.ephemeral?.events ?? []) {
+      if (ev.type !== "m.receipt") continue;
+      for (const [eventId, kinds] of Object.entries(ev.content)) {
+        const readers = Object.keys(kinds["m.read"] ?? {});
+        if (readers.length > 0) out.set(eventId, [...(out.get(eventId) ?? []), ...readers]);
+      }
+    }
+    return out;
+  }
+
+  /** Polls the room's read receipts until `userId`'s is on `eventId`. */
+  async waitForReadReceipt(roomId: string, eventId: string, userId: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const receipts = await this.readReceipts(roomId);
+      if (receipts.get(eventId)?.includes(userId)) return;
+      if (performance.now() > deadline) {
+        const where = [...receipts].filter(([, users]) => users.includes(userId)).map(([e]) => e);
+        throw new Error(`${this.userId}: timed out after ${timeoutMs}ms waiting for ${userId}'s read receipt on ${eventId}; it is on ${where.join(", ") || "nothing"}`);
+      }
+      await sleep(200);
+    }
   }
 
   async getEvent(roomId: string, eventId: string): Promise<MatrixEvent> {

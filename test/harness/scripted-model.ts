@@ -38,7 +38,9 @@ interface Reply { reasoning?: string; chunks: string[]; delayMs: number; toolCal
 export type Script =
   | { kind: "hello" } | { kind: "bash"; command: string } | { kind: "slow" }
   | { kind: "long"; words: number } | { kind: "fail"; status: number } | { kind: "echo"; text: string }
-  | { kind: "remember"; fact: string };
+  | { kind: "remember"; fact: string } | { kind: "question"; text: string } | { kind: "questions"; texts: string[] }
+  | { kind: "flaky"; status: number; times: number; then: number }
+  | { kind: "delegate"; title: string; prompt: string } | { kind: "fix-login" } | { kind: "opencode-result"; text: string };
 
 const ATTRIBUTION = /^\s*\[[^\]\n]*\]:?\s*/;
 export function stripAttribution(text: string): string {
@@ -49,6 +51,8 @@ export function stripAttribution(text: string): string {
 export function chooseScript(userText: string): Script {
   const text = stripAttribution(userText);
   const lower = text.toLowerCase();
+  // A delegated result reaching a Letta agent as a message (see "get it fixed" below); first: it quotes anything.
+  if (lower.startsWith("opencode result:")) return { kind: "opencode-result", text };
   if (lower.includes("hello.py")) return { kind: "hello" };
   const bashPrefix = /^bash:\s*/i.exec(text);
   if (bashPrefix) return { kind: "bash", command: text.slice(bashPrefix[0].length).trim() || "echo hi" };
@@ -56,11 +60,25 @@ export function chooseScript(userText: string): Script {
   // "remember: <fact>" calls Letta's memory_insert tool (a Letta agent has no write/bash).
   const remember = /^remember:\s*/i.exec(text);
   if (remember) return { kind: "remember", fact: text.slice(remember[0].length).trim() || "something" };
+  // "question: <text>" calls OpenCode's question tool (one question, options Yes and No).
+  const question = /^question:\s*/i.exec(text);
+  if (question) return { kind: "question", text: text.slice(question[0].length).trim() || "Proceed?" };
+  // "questions: A? | B?" asks several in one call of the question tool (each with options Yes and No).
+  const questions = /^questions:\s*/i.exec(text);
+  if (questions) return { kind: "questions", texts: text.slice(questions[0].length).split("|").map((q) => q.trim()).filter(Boolean) };
   if (lower.includes("slow")) return { kind: "slow" };
   const long = /long\s+(\d+)/.exec(lower);
   if (long) return { kind: "long", words: Math.min(Number(long[1]), 100_000) };
+  // "fail 500 x2 then 400": the first 2 answers to this exact text are HTTP 500, all later ones HTTP 400.
+  const flaky = /fail\s+([45]\d\d)\s+x(\d+)\s+then\s+([45]\d\d)\b/.exec(lower);
+  if (flaky) return { kind: "flaky", status: Number(flaky[1]), times: Number(flaky[2]), then: Number(flaky[3]) };
   // "fail" answers HTTP 500 (OpenCode retries that with backoff forever); "fail 400" picks the status.
   if (lower.includes("fail")) return { kind: "fail", status: Number(/fail\s+([45]\d\d)\b/.exec(lower)?.[1] ?? 500) };
+  // Letta delegating to OpenCode (test/e2e/letta-delegation.test.ts): "… get it fixed" makes a Letta
+  // agent call opencode_run_task; OpenCode's "Refuse empty passwords …" writes login.py, then runs a
+  // command (bash: asks permission), then says it is done.
+  if (lower.includes("get it fixed")) return { kind: "delegate", title: "Fix empty-password login", prompt: "Refuse empty passwords in login.py, then run the login tests." };
+  if (lower.startsWith("refuse empty passwords")) return { kind: "fix-login" };
   return { kind: "echo", text };
 }
 
@@ -119,6 +137,47 @@ function workingDirectory(messages: ChatMessage[]): string {
   return process.cwd();
 }
 
+interface DelegatedResult { outcome: string; title: string; sessionId: string; finalText: string; changedFiles: string[]; note?: string }
+
+/** The bot's JSON result of an OpenCode task in a tool return (Letta may wrap it as {"message": …}) or in a message. */
+function findDelegatedResult(text: string, depth = 0): DelegatedResult | undefined {
+  if (depth > 3) return undefined;
+  let value: unknown;
+  try { value = JSON.parse(text); } catch {
+    const at = text.indexOf('{"sessionId"');
+    return at >= 0 ? findDelegatedResult(text.slice(at), depth + 1) : undefined;
+  }
+  if (typeof value === "string") return findDelegatedResult(value, depth + 1);
+  if (!value || typeof value !== "object") return undefined;
+  const o = value as Record<string, unknown>;
+  if (typeof o.outcome === "string") return o as unknown as DelegatedResult;
+  return typeof o.message === "string" ? findDelegatedResult(o.message, depth + 1) : undefined;
+}
+
+/** What a Letta agent tells the room about OpenCode's answer (an opencode_* tool result, or an "OpenCode result:" message). */
+export function delegationSummary(output: string): string {
+  const r = findDelegatedResult(output);
+  if (!r) {
+    let why = output;
+    try { const o = JSON.parse(output) as { message?: unknown }; if (typeof o.message === "string") why = o.message; } catch { /* as is */ }
+    return `OpenCode could not take the task: ${why.split("\n").find((l) => l.trim())?.trim() ?? ""}`;
+  }
+  const files = r.changedFiles.length ? ` Changed: ${r.changedFiles.join(", ")}.` : "";
+  if (r.outcome === "done") return `Done. OpenCode says: ${r.finalText}${files}`;
+  if (r.outcome === "running") return `OpenCode is still working on “${r.title}” (session ${r.sessionId}); I will report back.`;
+  if (r.outcome === "aborted") return `OpenCode's work on “${r.title}” was stopped.`;
+  return `OpenCode could not finish “${r.title}”: ${r.note ?? r.finalText}`;
+}
+
+/** OpenCode's "Refuse empty passwords …": write login.py, then run the tests (bash asks), then say so. */
+function fixLoginStep(messages: ChatMessage[]): Reply {
+  const result = messages[messages.length - 1]!;
+  const call = messages.flatMap((m) => m.tool_calls ?? []).find((c) => c.id === result.tool_call_id);
+  if (call?.function.name === "write") return { chunks: ["Now the tests."], delayMs: 20, toolCall: { name: "bash", args: { command: "echo login tests passed", description: "Run the login tests" } } };
+  if (/rejected permission|denied|permission.*reject/i.test(textOf(result.content))) return { chunks: splitChunks(afterTool(messages), 3), delayMs: 20 };
+  return { chunks: splitChunks("Fixed: login.py refuses empty passwords, and the login tests pass.", 3), delayMs: 20 };
+}
+
 function afterTool(messages: ChatMessage[]): string {
   const result = messages[messages.length - 1]!;
   const output = textOf(result.content);
@@ -126,6 +185,7 @@ function afterTool(messages: ChatMessage[]): string {
   let args: Record<string, unknown> = {};
   try { args = JSON.parse(call?.function.arguments ?? "{}") as Record<string, unknown>; } catch { /* keep {} */ }
   const firstLine = output.split("\n").find((l) => l.trim())?.trim() ?? "";
+  if (call?.function.name.startsWith("opencode_")) return delegationSummary(output);
   if (/rejected permission|denied|permission.*reject/i.test(output)) return `The ${call?.function.name ?? "tool"} call was denied.`;
   if (call?.function.name === "write") {
     if (/^error|failed/i.test(output)) return `Could not write ${path.basename(String(args.filePath ?? "file"))}: ${firstLine}`;
@@ -168,11 +228,13 @@ export async function startScriptedModel(opts: ScriptedModelOptions = {}): Promi
   const recorded: RecordedRequest[] = [];
   let callSeq = 0;
   let idSeq = 0;
+  const flakyCounts = new Map<string, number>();
 
   function plan(messages: ChatMessage[]): Reply | number {
     const last = messages[messages.length - 1];
     const lastUser = [...messages].reverse().find((m) => m.role === "user");
     const userText = userTextOf(lastUser);
+    if (last?.role === "tool" && chooseScript(userText).kind === "fix-login") return fixLoginStep(messages);
     if (last?.role === "tool") return { chunks: splitChunks(afterTool(messages), 3), delayMs: tokenDelayMs };
     const s = chooseScript(userText);
     const reasoning = /reason/i.test(userText) ? `Thinking about: ${stripAttribution(userText)}` : undefined;
@@ -184,9 +246,26 @@ export async function startScriptedModel(opts: ScriptedModelOptions = {}): Promi
         return { chunks: [], delayMs: tokenDelayMs, toolCall: { name: "bash", args: { command: s.command, description: "Run command" } } };
       case "remember":
         return { chunks: [], delayMs: tokenDelayMs, toolCall: { name: "memory_insert", args: { label: "human", new_string: s.fact } } };
+      case "question":
+        return { chunks: [], delayMs: tokenDelayMs, toolCall: { name: "question", args: { questions: [{ question: s.text, header: "Confirm",
+          options: [{ label: "Yes", description: "Go ahead" }, { label: "No", description: "Stop here" }] }] } } };
+      case "questions":
+        return { chunks: [], delayMs: tokenDelayMs, toolCall: { name: "question", args: { questions: s.texts.map((q, i) => ({ question: q, header: `Question ${i + 1}`,
+          options: [{ label: "Yes", description: "Go ahead" }, { label: "No", description: "Stop here" }] })) } } };
       case "slow": return { reasoning, chunks: wordChunks(words("slow", SLOW_WORDS)), delayMs: 100 };
       case "long": return { reasoning, chunks: wordChunks(words("word", s.words)), delayMs: tokenDelayMs };
       case "fail": return s.status;
+      case "flaky": {
+        const n = (flakyCounts.get(userText) ?? 0) + 1;
+        flakyCounts.set(userText, n);
+        return n <= s.times ? s.status : s.then;
+      }
+      case "delegate":
+        return { chunks: [], delayMs: tokenDelayMs, toolCall: { name: "opencode_run_task", args: { title: s.title, prompt: s.prompt } } };
+      case "fix-login":
+        return { chunks: ["Fixing login.py."], delayMs: tokenDelayMs, toolCall: { name: "write", args: { filePath: path.join(workingDirectory(messages), "login.py"),
+          content: 'def login(user, password):\n    if not password:\n        raise ValueError("empty password")\n    return True\n' } } };
+      case "opencode-result": return { chunks: splitChunks(delegationSummary(s.text), 3), delayMs: tokenDelayMs };
       case "echo": return { reasoning, chunks: splitChunks(expectedReply(userText), 5), delayMs: tokenDelayMs };
     }
   }

@@ -165,6 +165,10 @@ async function writeConfig(templateDir: string, dataDir: string, port: number, r
     enable_registration: false, report_stats: false, suppress_key_server_warning: true, trusted_key_servers: [],
     presence: { enabled: false },
     bcrypt_rounds: 4, // the default 12 costs ~0.25 s per registration/login; test passwords need no protection
+    // Pushes go to a test's push gateway on loopback (test/harness/push-gateway.ts), which the
+    // default ip_range_blacklist refuses; only this one address is let through.
+    ip_range_whitelist: ["127.0.0.1/32"],
+    push: { enabled: true, include_content: true },
   };
   if (raised) for (const k of RAISED_LIMIT_KEYS) settings[k] = { per_second: 1000, burst_count: 1000 };
   for (const [k, v] of Object.entries(settings)) doc.setIn(k.split("."), doc.createNode(v));

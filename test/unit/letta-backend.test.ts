@@ -10,6 +10,7 @@ import type { MatrixSender } from "../../src/matrix/sender.ts";
 import { openDatabase, type Db } from "../../src/store/db.ts";
 import { Inbox } from "../../src/store/inbox.ts";
 import { ThreadStore } from "../../src/store/threads.ts";
+import { TurnEngine } from "../../src/turns/engine.ts";
 
 // The Letta backend against a fake Letta: threads and turns in SQLite, one message at a time
 // per agent, the inbox marked in the same transaction, cut-off turns told after a restart.
@@ -95,9 +96,8 @@ function setup(url: string, opts: { defaultAgent?: string } = {}): { db: Db; bac
     defaultAgent: opts.defaultAgent,
     model: "openai/x",
     embedding: undefined,
-    editWindowMs: 50,
+    engine: new TurnEngine({ sender: fake.sender, log, editWindowMs: 50, notices: { turnEnded: async () => {} } }),
     timeoutMs: 2000,
-    completionNoticeAfterMs: 60_000,
   });
   return { db, backend, inbox, threads, rooms, turns, ...fake };
 }

@@ -33,6 +33,9 @@ test("LETTA_* environment variables override the file", () => {
       LETTA_RETRY_DELAY_MS: "250",
       LETTA_TIMEOUT_MS: "30000",
       LETTA_COMMAND_PREFIX: "!l",
+      LETTA_DELEGATE_TO_OPENCODE: "true",
+      LETTA_MCP_URL: "http://bot:8080/mcp",
+      LETTA_DELEGATION_WAIT_MS: "40000",
     },
   });
   assert.deepEqual(c.letta, {
@@ -45,7 +48,17 @@ test("LETTA_* environment variables override the file", () => {
     maxRetries: 5,
     retryDelayMs: 250,
     timeoutMs: 30_000,
+    delegateToOpencode: true,
+    mcpUrl: "http://bot:8080/mcp",
+    delegationWaitMs: 40_000,
   });
+});
+
+test("letta.delegateToOpencode is off by default, reads on/off words from the environment, and refuses others by name", () => {
+  assert.equal(loadConfig({ file: minimal, env: {} }).letta.delegateToOpencode, false);
+  assert.equal(loadConfig({ file: minimal, env: { LETTA_DELEGATE_TO_OPENCODE: "off" } }).letta.delegateToOpencode, false);
+  assert.equal(loadConfig({ file: minimal, env: { LETTA_DELEGATE_TO_OPENCODE: "1" } }).letta.delegateToOpencode, true);
+  assert.throws(() => loadConfig({ file: minimal, env: { LETTA_DELEGATE_TO_OPENCODE: "maybe" } }), /letta\.delegateToOpencode/);
 });
 
 test("a wrong Letta value names its key", () => {

@@ -1,6 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { LettaTurnView } from "../../src/letta/turn.ts";
+import { LettaTranslator } from "../../src/letta/events.ts";
+import { renderTurn } from "../../src/turns/render.ts";
+import { TurnState } from "../../src/turns/state.ts";
 
 // Events as Letta 0.16.8 streams them (see test/harness/LETTA-NOTES.md), trimmed to what matters.
 const ping = { id: "ping-1", message_type: "ping" };
@@ -9,8 +11,26 @@ const reasoning = (id: string, r: string) => ({ id, message_type: "reasoning_mes
 const stop = (reason = "end_turn") => ({ message_type: "stop_reason", stop_reason: reason });
 const usage = (steps: number, tokens: number) => ({ message_type: "usage_statistics", step_count: steps, total_tokens: tokens, prompt_tokens: tokens - 5, completion_tokens: 5 });
 
-function play(events: unknown[]): LettaTurnView {
-  const view = new LettaTurnView("pal");
+/** Letta's stream through the translator into the turn engine's state, as a turn runs it. */
+class View {
+  readonly tr = new LettaTranslator("pal");
+  readonly state = new TurnState();
+  apply(e: unknown): boolean {
+    let changed = false;
+    for (const t of this.tr.events(e)) changed = this.state.apply(t) || changed;
+    return changed;
+  }
+  get hasOutput(): boolean {
+    return this.state.hasOutput;
+  }
+  render(opts: { final: boolean; durationMs: number }): string {
+    if (opts.final) for (const t of this.tr.end()) this.state.apply(t);
+    return renderTurn(this.state, { ...opts, working: "⏳ _pal is thinking…_" });
+  }
+}
+
+function play(events: unknown[]): View {
+  const view = new View();
   for (const e of events) view.apply(e);
   return view;
 }
@@ -39,7 +59,7 @@ test("a tool call is one compact line: running, then ✓ or ✗ with the error",
     tool_call: { name, arguments: args, tool_call_id: callId },
   });
   const ret = (callId: string, status: "success" | "error", out: string) => ({ id: `r-${callId}`, message_type: "tool_return_message", tool_call_id: callId, status, tool_return: out });
-  const view = new LettaTurnView("pal");
+  const view = new View();
   view.apply(call("t1", "memory_insert", "call_1"));
   view.apply(call("t1", undefined, undefined, '{"label":"human"}'));
   assert.equal(view.render({ final: false, durationMs: 0 }), "🔧 memory_insert …");
@@ -51,7 +71,7 @@ test("a tool call is one compact line: running, then ✓ or ✗ with the error",
   view.apply(usage(3, 99));
   assert.equal(
     view.render({ final: true, durationMs: 2000 }),
-    "🔧 memory_insert ✓\n\n🔧 conversation_search ✗ Block field human does not exist…\n\nDone.\n\n— letta pal · 3 steps · 99 tokens · 2.0s",
+    "🔧 memory_insert ✓\n🔧 conversation_search ✗ Block field human does not exist…\n\nDone.\n\n— letta pal · 3 steps · 99 tokens · 2.0s",
   );
 });
 
@@ -70,7 +90,7 @@ test("a stop other than end_turn is said plainly; an error message is shown with
 });
 
 test("unknown and malformed events change nothing", () => {
-  const view = new LettaTurnView("pal");
+  const view = new View();
   for (const e of [null, 42, "x", {}, { message_type: "something_new" }, { message_type: "assistant_message", id: "m", content: "" }]) assert.equal(view.apply(e), false);
   assert.equal(view.hasOutput, false);
 });

@@ -2,8 +2,10 @@ import type { CommandSpec } from "../../commands/types.ts";
 import type { OpencodeBackend } from "../backend.ts";
 import { fileCommands } from "./file-commands.ts";
 import { historyCommands } from "./history-commands.ts";
+import { nowCommand } from "./now-command.ts";
 import { permissionCommands } from "./permission-commands.ts";
 import { powerCommands } from "./power-commands.ts";
+import { questionCommands } from "./question-commands.ts";
 import { scheduleCommands } from "./schedule-commands.ts";
 import { sessionCommands } from "./session-commands.ts";
 import { settingCommands } from "./setting-commands.ts";
@@ -14,9 +16,11 @@ export function opencodeCommands(oc: OpencodeBackend): CommandSpec[] {
     ...sessionCommands(oc),
     ...historyCommands(oc),
     ...powerCommands(oc),
+    nowCommand(oc),
     ...worktreeCommands(oc),
     ...scheduleCommands(oc),
     ...permissionCommands(oc.d.permissions),
+    ...questionCommands(oc.d.questions),
     ...fileCommands(oc),
     ...settingCommands(oc),
   ];

@@ -58,7 +58,7 @@ export function powerCommands(oc: OpencodeBackend): CommandSpec[] {
           await ctx.reply(n === 0 ? "Nothing was queued." : `🗑️ Removed ${n} queued prompt${n === 1 ? "" : "s"}.`);
           return;
         }
-        const { queued } = await oc.followUp(t, { roomId: ctx.msg.roomId, eventId: ctx.msg.eventId, sender: ctx.msg.sender, text: arg });
+        const { queued } = await oc.followUp(t, { roomId: ctx.msg.roomId, eventId: ctx.msg.eventId, sender: ctx.msg.sender, text: arg }, { asPrompt: true });
         if (queued > 0) await ctx.services.sender.react(ctx.msg.roomId, ctx.msg.eventId, `🕐 ${queued}`);
       },
     },

@@ -1,18 +1,11 @@
 import type { AssistantMessage, Event, Message, Part, ToolPart } from "@opencode-ai/sdk/v2";
 import { isAbsolute, relative } from "node:path";
-import { toolLine } from "./tool-line.ts";
+import type { ContentEvent, TurnEvent } from "../turns/events.ts";
+import { toolInfo } from "./tool-line.ts";
 
 interface MessageState {
   info?: AssistantMessage;
   parts: Map<string, Part>;
-}
-
-export interface RenderOptions {
-  final: boolean;
-  durationMs: number;
-  /** Shown instead of the footer when the turn ended badly. */
-  error?: string;
-  aborted?: boolean;
 }
 
 export interface SessionErrorInfo {
@@ -21,10 +14,13 @@ export interface SessionErrorInfo {
 }
 
 /**
- * What one turn of a session looks like: the assistant messages that answer one prompt, built
- * from live events and, when the turn ends, replaced by the server's own record of it.
+ * Translates one turn of an OpenCode session into the engine's events: the assistant
+ * messages that answer one prompt, from live events and, when the turn ends, from the
+ * server's own record of it. It keeps OpenCode's message and part model because parts can
+ * arrive before their message and events of other turns share the stream; what it emits is a
+ * snapshot of the turn's blocks in the server's order (the engine keeps longer texts).
  */
-export class TurnView {
+export class OpencodeTranslator {
   private readonly messages = new Map<string, MessageState>();
   private readonly workspaceDir: string;
   private readonly userMessageIds = new Set<string>();
@@ -37,41 +33,46 @@ export class TurnView {
     this.parentMessageId = parentMessageId;
   }
 
-  /** Applies one event of this turn's session; returns whether anything visible changed. */
-  apply(event: Event): boolean {
+  /** Events for one event of this turn's session; none when nothing people see changed. */
+  apply(event: Event): TurnEvent[] {
     switch (event.type) {
       case "message.updated": {
         const info = event.properties.info;
         if (info.role === "user") this.userMessageIds.add(info.id);
-        if (info.role !== "assistant" || !this.ours(info)) return false;
+        if (info.role !== "assistant" || !this.ours(info)) return [];
         this.state(info.id).info = info;
-        return true;
+        return [this.usage()];
       }
       case "message.part.updated": {
         const part = event.properties.part;
-        if (!this.knows(part.messageID)) return false;
+        if (!this.knows(part.messageID)) return [];
         this.state(part.messageID).parts.set(part.id, part);
-        return true;
+        return part.type === "patch" ? [{ type: "files", paths: this.changedFiles() }] : [this.snapshot()];
       }
       case "message.part.delta": {
         const { messageID, partID, field, delta } = event.properties;
-        if (!this.knows(messageID)) return false;
+        if (!this.knows(messageID)) return [];
         const parts = this.state(messageID).parts;
         const part = parts.get(partID) ?? ({ id: partID, messageID, sessionID: event.properties.sessionID, type: "text", text: "" } as Part);
         const record = part as unknown as Record<string, unknown>;
         record[field] = String(record[field] ?? "") + delta;
         parts.set(partID, part);
-        return true;
+        return [this.snapshot()];
+      }
+      case "session.status": {
+        const s = event.properties.status;
+        if (s.type !== "retry") return [];
+        return [{ type: "retry", attempt: s.attempt, nextInMs: Math.max(0, s.next - Date.now()), message: s.action?.message ?? s.message }];
       }
       case "session.error": {
         const err = event.properties.error;
-        if (!err) return false;
+        if (!err) return [];
         const data = (err as { data?: { message?: string } }).data;
         this.error = { name: err.name, message: data?.message ?? err.name };
-        return true;
+        return [];
       }
       default:
-        return false;
+        return [];
     }
   }
 
@@ -80,7 +81,7 @@ export class TurnView {
    * streamed (a server killed mid-answer never saved the text it had sent), the streamed
    * text stays: people must not see words disappear.
    */
-  load(messages: Array<{ info: Message; parts: Part[] }>): void {
+  load(messages: Array<{ info: Message; parts: Part[] }>): TurnEvent[] {
     const streamed = new Map(this.messages);
     this.messages.clear();
     let parent = this.parentMessageId;
@@ -96,73 +97,13 @@ export class TurnView {
       this.messages.set(m.info.id, { info: m.info, parts });
     }
     for (const [id, old] of streamed) if (!this.messages.has(id) && old.info?.parentID === parent) this.messages.set(id, old);
-  }
-
-  get assistantInfos(): AssistantMessage[] {
-    return [...this.messages.values()].flatMap((m) => (m.info ? [m.info] : []));
-  }
-
-  render(opts: RenderOptions): string {
-    const blocks: string[] = [];
-    for (const m of this.messages.values()) {
-      for (const part of m.parts.values()) {
-        const block = this.renderPart(part);
-        if (block) blocks.push(block);
-      }
-    }
-    if (opts.aborted) blocks.push("⏹️ Aborted.");
-    else if (opts.final && !opts.error && this.interrupted()) {
-      blocks.push("⚠️ The answer stopped before it was complete (the OpenCode server was interrupted). Write a follow-up to continue.");
-    }
-    if (opts.error) blocks.push(opts.error);
-    if (!opts.final) {
-      if (blocks.length === 0) blocks.push("⏳ Working…");
-      return blocks.join("\n\n");
-    }
-    if (blocks.length === 0) blocks.push("_(no text in the answer)_");
-    blocks.push(this.footer(opts.durationMs));
-    return blocks.join("\n\n");
-  }
-
-  private renderPart(part: Part): string | undefined {
-    switch (part.type) {
-      case "text":
-        return part.synthetic || part.ignored ? undefined : part.text.trim() || undefined;
-      case "reasoning": {
-        const text = part.text.trim();
-        if (!text) return undefined;
-        const short = text.length > 400 ? `${text.slice(0, 400)}…` : text;
-        return short.split("\n").map((l, i) => (i === 0 ? `> 💭 _${l}_` : `> _${l}_`)).join("\n");
-      }
-      case "tool":
-        return toolLine(part as ToolPart, this.workspaceDir);
-      default:
-        return undefined;
-    }
+    return [this.snapshot(), this.usage(), { type: "files", paths: this.changedFiles() }];
   }
 
   /** The last assistant message never finished: the server stopped in the middle of it. */
-  private interrupted(): boolean {
-    const last = this.assistantInfos.at(-1);
+  interrupted(): boolean {
+    const last = this.assistantInfos().at(-1);
     return last !== undefined && last.finish === undefined && last.time.completed === undefined && last.error === undefined;
-  }
-
-  private footer(durationMs: number): string {
-    const infos = this.assistantInfos;
-    const last = infos[infos.length - 1];
-    const model = last ? `${last.providerID}/${last.modelID}` : "unknown model";
-    let tokens = 0;
-    let cost = 0;
-    for (const i of infos) {
-      tokens += i.tokens.input + i.tokens.output + i.tokens.reasoning;
-      cost += i.cost;
-    }
-    const parts = [model, `${tokens.toLocaleString("en-US")} tokens`];
-    if (cost > 0) parts.push(`$${cost.toFixed(4)}`);
-    parts.push(`${(durationMs / 1000).toFixed(1)}s`);
-    const files = this.changedFiles();
-    if (files.length > 0) parts.push(`changed ${files.slice(0, 5).join(", ")}${files.length > 5 ? ` +${files.length - 5} more` : ""}`);
-    return `— ${parts.join(" · ")}`;
   }
 
   /** Files this turn changed, from OpenCode's patch parts, relative to the workspace. */
@@ -175,6 +116,34 @@ export class TurnView {
       }
     }
     return [...files];
+  }
+
+  private snapshot(): TurnEvent {
+    const blocks: ContentEvent[] = [];
+    for (const m of this.messages.values()) {
+      for (const p of m.parts.values()) {
+        if (p.type === "text" && !p.synthetic && !p.ignored) blocks.push({ type: "text", id: p.id, text: p.text });
+        else if (p.type === "reasoning") blocks.push({ type: "reasoning", id: p.id, text: p.text });
+        else if (p.type === "tool") blocks.push({ type: "tool", id: p.id, tool: toolInfo(p as ToolPart, this.workspaceDir) });
+      }
+    }
+    return { type: "snapshot", blocks };
+  }
+
+  private usage(): TurnEvent {
+    const infos = this.assistantInfos();
+    const last = infos.at(-1);
+    let tokens = 0;
+    let cost = 0;
+    for (const i of infos) {
+      tokens += i.tokens.input + i.tokens.output + i.tokens.reasoning;
+      cost += i.cost;
+    }
+    return { type: "usage", usage: { label: last ? `${last.providerID}/${last.modelID}` : "unknown model", tokens, cost } };
+  }
+
+  private assistantInfos(): AssistantMessage[] {
+    return [...this.messages.values()].flatMap((m) => (m.info ? [m.info] : []));
   }
 
   private ours(info: AssistantMessage): boolean {

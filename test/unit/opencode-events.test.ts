@@ -1,8 +1,37 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import type { Event, ToolPart } from "@opencode-ai/sdk/v2";
-import { TurnView } from "../../src/opencode/turn-view.ts";
-import { toolLine } from "../../src/opencode/tool-line.ts";
+import { OpencodeTranslator } from "../../src/opencode/events.ts";
+import { toolInfo } from "../../src/opencode/tool-line.ts";
+import type { TurnEvent } from "../../src/turns/events.ts";
+import { renderTurn, toolLine as engineToolLine } from "../../src/turns/render.ts";
+import { TurnState } from "../../src/turns/state.ts";
+
+const toolLine = (part: ToolPart, ws: string): string => engineToolLine(toolInfo(part, ws));
+
+/** OpenCode's events through the translator into the engine's state, as the turn runner does. */
+class TurnView {
+  readonly tr: OpencodeTranslator;
+  readonly state = new TurnState();
+  constructor(ws: string, parent: string) {
+    this.tr = new OpencodeTranslator(ws, parent);
+  }
+  private fold(events: TurnEvent[]): boolean {
+    let changed = false;
+    for (const e of events) changed = this.state.apply(e) || changed;
+    return changed;
+  }
+  apply(e: Event): boolean {
+    return this.fold(this.tr.apply(e));
+  }
+  load(m: Parameters<OpencodeTranslator["load"]>[0]): void {
+    this.fold(this.tr.load(m));
+  }
+  render(opts: { final: boolean; durationMs: number }): string {
+    if (opts.final && this.tr.interrupted()) this.fold([{ type: "end", reason: "interrupted" }]);
+    return renderTurn(this.state, { ...opts, working: "⏳ Working…" });
+  }
+}
 
 const ws = "/work/ws";
 const tool = (toolName: string, state: ToolPart["state"]): ToolPart => ({ id: "p1", sessionID: "s", messageID: "m", type: "tool", callID: "c", tool: toolName, state });

@@ -5,7 +5,9 @@ import { test } from "node:test";
 import type { RequestPermissionRequest, SessionUpdate } from "@agentclientprotocol/sdk";
 import { prefixClashes } from "../../src/config/acp.ts";
 import { acpSubject } from "../../src/acp/permissions.ts";
-import { AcpTurnView } from "../../src/acp/view.ts";
+import { AcpTranslator } from "../../src/acp/events.ts";
+import { renderTurn } from "../../src/turns/render.ts";
+import { TurnState } from "../../src/turns/state.ts";
 import { loadConfig } from "../../src/config/load.ts";
 import { askText } from "../../src/opencode/permission-text.ts";
 
@@ -17,37 +19,48 @@ interface Line {
 const fixture = (name: string): Line[] =>
   readFileSync(join(import.meta.dirname, "../fixtures/acp", name), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Line);
 
-/** Replays a session into a view, as the backend does, up to the prompt's result. */
-function replay(name: string): { view: AcpTurnView; permission: RequestPermissionRequest | undefined; snapshots: string[] } {
-  const view = new AcpTurnView("opencode");
+interface Replayed {
+  translator: AcpTranslator;
+  permission: RequestPermissionRequest | undefined;
+  snapshots: string[];
+  render(final: boolean, durationMs: number): string;
+}
+
+const working = "⏳ _opencode is working…_";
+
+/** Replays a session through the translator into the turn engine's state, as the backend does, up to the prompt's result. */
+function replay(name: string): Replayed {
+  const translator = new AcpTranslator();
+  const state = new TurnState();
   let permission: RequestPermissionRequest | undefined;
   const snapshots: string[] = [];
   for (const { dir, msg } of fixture(name)) {
     if (dir !== "in") continue;
-    if (msg.method === "session/update" && view.apply((msg.params as { update: SessionUpdate }).update)) snapshots.push(view.render({ final: false, durationMs: 0 }));
+    if (msg.method === "session/update") {
+      let changed = false;
+      for (const e of translator.events((msg.params as { update: SessionUpdate }).update)) changed = state.apply(e) || changed;
+      if (changed) snapshots.push(renderTurn(state, { final: false, durationMs: 0, working }));
+    }
     if (msg.method === "session/request_permission") permission = msg.params as unknown as RequestPermissionRequest;
     const result = msg.result as { stopReason?: string; usage?: { totalTokens?: number } } | undefined;
-    if (result?.stopReason) {
-      view.stopReason = result.stopReason;
-      view.tokens = result.usage?.totalTokens;
-    }
+    if (result?.stopReason) for (const e of translator.end("opencode", result.stopReason, result.usage)) state.apply(e);
   }
-  return { view, permission, snapshots };
+  return { translator, permission, snapshots, render: (final, durationMs) => renderTurn(state, { final, durationMs, working }) };
 }
 
 test("a streamed answer grows in place and ends with the agent, tokens and time", () => {
-  const { view, snapshots } = replay("opencode-echo.jsonl");
+  const { render, snapshots } = replay("opencode-echo.jsonl");
   assert.deepEqual(snapshots, ["Echo", "Echo: he", "Echo: hello", "Echo: hello ther", "Echo: hello there"]);
-  assert.equal(view.render({ final: true, durationMs: 1234 }), "Echo: hello there\n\n— opencode · 2,445 tokens · 1.2s");
+  assert.equal(render(true, 1234), "Echo: hello there\n\n— opencode · 2,445 tokens · 1.2s");
 });
 
 test("a tool call is one line that follows its states; the permission shows the whole command", () => {
-  const { view, permission, snapshots } = replay("opencode-bash.jsonl");
+  const { render, translator, permission, snapshots } = replay("opencode-bash.jsonl");
   assert.equal(snapshots[0], "▶️ bash ⏳");
   assert.ok(snapshots.includes("▶️ bash `echo hi` …"));
-  assert.equal(view.render({ final: true, durationMs: 2000 }), "▶️ bash `echo hi` ✓\n\nCommand finished: hi\n\n— opencode · 2,503 tokens · 2.0s");
+  assert.equal(render(true, 2000), "▶️ bash `echo hi` ✓\n\nCommand finished: hi\n\n— opencode · 2,503 tokens · 2.0s");
   assert.ok(permission);
-  const subject = acpSubject(permission, view.toolName(permission.toolCall.toolCallId));
+  const subject = acpSubject(permission, translator.toolName(permission.toolCall.toolCallId));
   assert.deepEqual(subject, { permission: "bash", command: "echo hi" });
   const text = askText(subject, "acp-opencode-1", { markdown: "Alice", name: "Alice" }, "!acp", "opencode");
   assert.match(text.plain, /^🔐 Permission needed — Alice: opencode wants to use bash:\n\n```\necho hi\n```/);
@@ -56,23 +69,23 @@ test("a tool call is one line that follows its states; the permission shows the 
 });
 
 test("a rejected tool call says why it failed", () => {
-  const { view } = replay("opencode-bash-rejected.jsonl");
-  assert.match(view.render({ final: true, durationMs: 0 }), /^▶️ bash `rm -rf \/tmp\/nothing-here` ✗ The user rejected permission/);
+  const { render } = replay("opencode-bash-rejected.jsonl");
+  assert.match(render(true, 0), /^▶️ bash `rm -rf \/tmp\/nothing-here` ✗ The user rejected permission/);
 });
 
 test("a cancelled turn says it was stopped", () => {
-  const { view } = replay("opencode-cancel.jsonl");
-  assert.equal(view.render({ final: true, durationMs: 500 }), "⏹️ Stopped.\n\n— opencode · 0 tokens · 0.5s");
+  const { render } = replay("opencode-cancel.jsonl");
+  assert.equal(render(true, 500), "⏹️ Stopped.\n\n— opencode · 0 tokens · 0.5s");
 });
 
 test("a plan shows as a checklist", () => {
-  const view = new AcpTurnView("gemini");
-  view.apply({ sessionUpdate: "plan", entries: [
+  const state = new TurnState();
+  for (const e of new AcpTranslator().events({ sessionUpdate: "plan", entries: [
     { content: "Read the code", priority: "high", status: "completed" },
     { content: "Fix the bug", priority: "high", status: "in_progress" },
     { content: "Run the tests", priority: "medium", status: "pending" },
-  ] });
-  assert.equal(view.render({ final: false, durationMs: 0 }), "📝 plan\n  ☑ Read the code\n  ▸ Fix the bug\n  ☐ Run the tests");
+  ] })) state.apply(e);
+  assert.equal(renderTurn(state, { final: false, durationMs: 0, working }), "📝 plan\n  ☑ Read the code\n  ▸ Fix the bug\n  ☐ Run the tests");
 });
 
 test("acp.agents: prefixes must not clash, and the bot's own variables are refused", () => {
