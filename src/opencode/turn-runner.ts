@@ -7,7 +7,7 @@ import type { MatrixSender } from "../matrix/sender.ts";
 import type { Db } from "../store/db.ts";
 import type { Inbox } from "../store/inbox.ts";
 import type { ThreadRow, ThreadStore } from "../store/threads.ts";
-import type { TurnStore } from "../store/turns.ts";
+import type { TurnRow, TurnStore } from "../store/turns.ts";
 import type { TurnEngine } from "../turns/engine.ts";
 import type { OpencodeConnection } from "./connection.ts";
 import { crashPoint } from "../process/crash-point.ts";
@@ -79,6 +79,12 @@ export class TurnRunner {
   prompter(sessionId: string): string | undefined {
     const p = this.active.get(sessionId)?.row.promptedBy;
     return p ? p : undefined;
+  }
+
+  /** How the thread's latest turn ended (or that it runs), for `status`. */
+  lastTurn(roomId: string, rootEventId: string): { status: TurnRow["status"]; promptedBy: string; durationMs: number | null } | undefined {
+    const t = this.d.turns.lastForThread(roomId, rootEventId);
+    return t && { status: t.status, promptedBy: t.promptedBy, durationMs: t.finishedAt === null ? null : t.finishedAt - t.startedAt };
   }
 
   queueLength(sessionId: string): number {

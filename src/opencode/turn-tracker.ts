@@ -75,8 +75,14 @@ export class TurnTracker {
     }
     if (turn.finishing) return;
     if (event.type === "session.status") {
-      if (event.properties.status.type === "busy") turn.sawBusy = true;
-      else if (event.properties.status.type === "idle" && turn.sawBusy) void this.finish(turn);
+      const status = event.properties.status.type;
+      if (status === "busy") turn.sawBusy = true;
+      else if (status === "idle" && turn.sawBusy) void this.finish(turn);
+      // A model outage: the reply says OpenCode is retrying, with the provider's error and when.
+      else if (status === "retry") {
+        turn.sawBusy = true;
+        turn.live.push(...turn.tr.apply(event));
+      }
       return;
     }
     if (event.type === "session.idle") {

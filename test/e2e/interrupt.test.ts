@@ -38,6 +38,12 @@ describe("interrupting a running turn", () => {
     const next = await waitForFinalReply(env, root, now, sentAt);
     assert.equal(splitFooter(next.body).text, "Echo: jump the queue");
     assert.deepEqual(env.query<{ status: string }>("SELECT status FROM turns WHERE root_event_id = ? ORDER BY id", root), [{ status: "aborted" }, { status: "done" }]);
+    // `status` says how the latest turn ended; an aborted one says aborted.
+    await env.users.alice.sendText(env.roomId, "!oc slow one to stop", { threadRoot: root });
+    await streaming(root);
+    assert.equal(await env.ask("!oc abort", { threadRoot: root }), "⏹️ Aborting…");
+    for (let i = 0; i < 100 && env.query<{ status: string }>("SELECT status FROM turns WHERE root_event_id = ? ORDER BY id DESC LIMIT 1", root)[0]?.status === "running"; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.match(await env.ask("!oc status", { threadRoot: root }), /\nLast turn: ⏹️ aborted after \d+ s\n/);
   });
 
   test("in a `busy interrupt` room a plain follow-up interrupts; ` . queue` waits", async () => {

@@ -138,7 +138,7 @@ describe("session commands", () => {
     assert.match(sessions, /^\*\*Sessions in this room\*\* \(\d+\):/);
     assert.match(sessions, new RegExp(`\\*\\*Create hello.py that prints hello\\*\\* — \`${sessionOf(root)}\` · idle · \\d+s ago · \\[thread\\]\\(https://matrix.to/#/`));
     const status = await env.ask("!oc status", { threadRoot: root });
-    assert.match(status, /^\*\*Create hello\.py that prints hello\*\* — `ses_\w+`\nState: idle · model: fake\/fake-model · agent: build\nTokens: [\d,]+ · cost: \$0\.0000\nChanged files: /);
+    assert.match(status, /^\*\*Create hello\.py that prints hello\*\* — `ses_\w+`\nState: idle · model: fake\/fake-model · agent: build\nLast turn: ✅ done after \d+ s\nTokens: [\d,]+ · cost: \$0\.0000\nChanged files: /);
     const diff = await env.ask("!oc diff", { threadRoot: root });
     assert.match(diff, /^(\*\*Changed files\*\* \(\d+\):\n[AMD] `hello\.py` \+\d+ −\d+|No changed files in this session\.)/);
     assert.match(await env.ask("!oc status"), /^\*\*This room\*\* — \d+ OpenCode sessions?\nProject: `/);

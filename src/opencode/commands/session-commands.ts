@@ -96,10 +96,13 @@ export function sessionCommands(oc: OpencodeBackend): CommandSpec[] {
         const diff = (await oc.conn.client.session.diff({ sessionID: t.sessionId, directory: dir })).data ?? [];
         const files = diff.map((f) => f.file).filter((f): f is string => !!f);
         const queued = oc.runner.queueLength(t.sessionId);
+        const last = oc.runner.lastTurn(t.roomId, t.rootEventId);
+        const outcome = { running: "🔄 running", done: "✅ done", failed: "⚠️ failed", aborted: "⏹️ aborted" };
         await ctx.reply(
           [
             `**${session.title}** — \`${t.sessionId}\``,
             `State: ${state}${queued ? ` (${queued} queued)` : ""} · model: ${model} · agent: ${t.agent ?? session.agent ?? "build"}`,
+            ...(last ? [`Last turn: ${outcome[last.status]}${last.durationMs !== null ? ` after ${Math.round(last.durationMs / 1000)} s` : ""}`] : []),
             `Tokens: ${tok.toLocaleString("en-US")} · cost: $${(session.cost ?? 0).toFixed(4)}`,
             `Changed files: ${files.length ? files.map((f) => `\`${f}\``).join(", ") : "none"}`,
           ].join("\n"),
