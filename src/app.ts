@@ -90,7 +90,7 @@ export async function startBot(config: BotConfig, log: Logger, opts: { configFil
   });
   const router = new CommandRouter({
     botUserId: userId, access, threads, sender, client, log, backends, typing,
-    shared: sharedCommands({ settings }),
+    shared: sharedCommands({ settings, threads, db }),
     services: { threads, rooms, sender, client, log },
     downloadFiles: (msg) => downloadMessageFiles(client, msg),
     // Voice messages become prompts (README: "Voice messages"); without transcription.baseUrl they get the how-to.

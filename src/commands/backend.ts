@@ -1,14 +1,9 @@
 import type { Backend, ThreadRow } from "../store/threads.ts";
 import type { CommandSpec } from "./types.ts";
 
-export interface PromptRequest {
-  roomId: string;
-  eventId: string;
-  sender: string;
-  text: string;
-  /** Files the person attached (downloaded from the homeserver). */
-  files?: Array<{ mime: string; filename: string; data: Buffer }>;
-}
+/** A prompt as a person sent it; defined with the turn queue that stores it. */
+export type { PromptRequest } from "../turns/queue.ts";
+import type { PromptRequest } from "../turns/queue.ts";
 
 /**
  * An agent system behind a prefix (`!oc` → OpenCode, `!letta` → Letta). The router owns who

@@ -119,6 +119,7 @@ export class CommandRouter {
           reply,
           services: { ...this.d.services, prefix: backend.prefix },
           senderIsAdmin: this.d.access.isAdmin(msg.sender),
+          backend: backend.name,
         });
         return;
       }

@@ -1,10 +1,25 @@
+import type { Db } from "../store/db.ts";
+import type { ThreadStore } from "../store/threads.ts";
+import { threadLink } from "../matrix/format.ts";
+import { TurnQueue } from "../turns/queue.ts";
 import { verbosities, type BusyMode, type ConversationSettings, type Verbosity } from "../turns/settings.ts";
-import { UsageError, type CommandSpec } from "./types.ts";
+import { UsageError, echo, type CommandContext, type CommandSpec } from "./types.ts";
 
 /** What the shared commands need, and nothing more. */
 export interface SharedCommandDeps {
   settings: ConversationSettings;
+  threads: ThreadStore;
+  /** Read-only use of the durable turn queue (every backend's waiting prompts). */
+  db: Db;
 }
+
+const ago = (ms: number): string => {
+  const s = Math.max(0, Math.round(ms / 1000));
+  return s < 60 ? `${s}s ago` : s < 3600 ? `${Math.round(s / 60)} min ago` : s < 86400 ? `${Math.round(s / 3600)} h ago` : `${Math.round(s / 86400)} d ago`;
+};
+
+/** The backend a shared command was written for (its prefix), from the router. */
+const backendOf = (ctx: CommandContext): string => ctx.backend ?? "";
 
 const described: Record<Verbosity, string> = {
   quiet: "the answer and its footer only",
@@ -18,6 +33,47 @@ const described: Record<Verbosity, string> = {
  */
 export function sharedCommands(d: SharedCommandDeps): CommandSpec[] {
   return [
+    {
+      name: "sessions",
+      summary: "this room's threads of this backend: title, who started it, last activity, link",
+      where: "any",
+      async run(ctx) {
+        const mine = d.threads.inRoom(ctx.msg.roomId).filter((t) => t.backend === backendOf(ctx));
+        if (mine.length === 0) {
+          await ctx.reply(`No ${ctx.services.prefix} threads in this room yet.`);
+          return;
+        }
+        const lines = mine.map((t, i) => `${i + 1}. **${t.title ?? t.sessionId}** — by ${t.startedBy}, ${ago(Date.now() - t.lastActivityAt)} — [thread](${threadLink(t.roomId, t.rootEventId)})`);
+        await ctx.reply(`**${ctx.services.prefix} threads in this room** (${mine.length}):\n\n${lines.join("\n")}`);
+      },
+    },
+    {
+      name: "queue",
+      summary: "the prompts waiting for the running turn: in a thread, that thread's; at the top level, the room's",
+      where: "any",
+      async run(ctx) {
+        if (ctx.args.trim()) throw new UsageError("This backend's queue can be listed, not written to: send the message in the thread (it waits its turn).");
+        const q = new TurnQueue(d.db, backendOf(ctx));
+        const rows = ctx.thread ? q.inThread(ctx.msg.roomId, ctx.thread.rootEventId) : q.inRoom(ctx.msg.roomId);
+        const where = ctx.thread ? "this thread" : "this room";
+        if (rows.length === 0) {
+          await ctx.reply(`Nothing is waiting in ${where}.`);
+          return;
+        }
+        const lines = rows.map((r, i) => `${i + 1}. ${echo(r.req.text, 80)} — ${r.req.sender}${ctx.thread ? "" : ` — [thread](${threadLink(r.roomId, r.rootEventId)})`}`);
+        await ctx.reply(`**Waiting in ${where}** (${rows.length}):\n\n${lines.join("\n")}`);
+      },
+    },
+    {
+      name: "forget",
+      summary: "unmap this thread: later messages in it go nowhere (the agent's session or memory stays)",
+      where: "thread",
+      async run(ctx) {
+        const t = ctx.thread as NonNullable<CommandContext["thread"]>;
+        d.threads.delete(t.roomId, t.rootEventId);
+        await ctx.reply(`This thread is no longer linked to \`${t.sessionId}\`; messages in it now reach no agent.`);
+      },
+    },
     {
       name: "busy",
       args: "[queue|interrupt]",

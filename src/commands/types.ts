@@ -28,6 +28,8 @@ export interface CommandContext {
   services: CommandServices;
   /** The sender is one of the bot's operators (access.admins), for operator-only variants of a command. */
   senderIsAdmin: boolean;
+  /** The backend whose prefix the command was written with (shared commands act on its threads). */
+  backend?: string | undefined;
 }
 
 export type Rights = "user" | "moderator" | "admin";

@@ -1,11 +1,12 @@
 import type { Db } from "../store/db.ts";
 
-/** A prompt as a person sent it (the same shape as the router's PromptRequest). */
+/** A prompt as a person sent it: the router hands it to a backend, the queue keeps it. */
 export interface PromptRequest {
   roomId: string;
   eventId: string;
   sender: string;
   text: string;
+  /** Files the person attached (downloaded from the homeserver). */
   files?: Array<{ mime: string; filename: string; data: Buffer }>;
 }
 
@@ -94,6 +95,11 @@ export class TurnQueue<P = Record<string, unknown>> {
 
   inRoom(roomId: string): Array<QueuedTurn<P>> {
     return (this.db.prepare("SELECT * FROM turn_queue WHERE backend = ? AND room_id = ? ORDER BY id").all(this.backend, roomId) as Raw[]).map((r) => toQueued<P>(r));
+  }
+
+  /** The prompts waiting in one thread (any backend's queue key), oldest first. */
+  inThread(roomId: string, rootEventId: string): Array<QueuedTurn<P>> {
+    return (this.db.prepare("SELECT * FROM turn_queue WHERE backend = ? AND room_id = ? AND root_event_id = ? ORDER BY id").all(this.backend, roomId, rootEventId) as Raw[]).map((r) => toQueued<P>(r));
   }
 
   all(): Array<QueuedTurn<P>> {

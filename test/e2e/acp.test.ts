@@ -127,4 +127,16 @@ describe("ACP agent (opencode acp)", { timeout: 240_000 }, () => {
     const reply = await waitForFinalReply(env, root, next, sentAt, 90_000);
     assert.equal(splitFooter(reply.body).text, "Echo: hello again");
   });
+
+  test("the shared commands work under this backend's prefix: sessions, queue, verbosity, forget", async () => {
+    const { alice } = env.users;
+    const sentAt = performance.now();
+    const root = await alice.sendText(env.roomId, "!acp shared commands thread");
+    await waitForFinalReply(env, root, root, sentAt, 90_000);
+    assert.match(await env.ask("!acp sessions"), /^\*\*!acp threads in this room\*\* \(\d+\):[\s\S]*\*\*shared commands thread\*\* — by @alice/);
+    assert.equal(await env.ask("!acp queue", { threadRoot: root }), "Nothing is waiting in this thread.");
+    assert.match(await env.ask("!acp verbosity quiet", { threadRoot: root }), /^Verbosity in this thread: \*\*quiet\*\*/);
+    assert.match(await env.ask("!acp forget", { threadRoot: root }), /^This thread is no longer linked to `[^`]+`; messages in it now reach no agent\.$/);
+    assert.equal(env.query("SELECT * FROM threads WHERE root_event_id = ?", root).length, 0);
+  });
 });

@@ -161,4 +161,26 @@ describe("mentions, plain replies and signs of life", () => {
     const receipts = await alice.readReceipts(env.roomId);
     assert.ok(!receipts.get(strangerId)?.includes(env.botUserId), "no read receipt for the stranger's message");
   });
+
+  test("while a turn runs the bot shows as typing in the room, and stops when it is done", async (t) => {
+    const { alice } = env.users;
+    const sentAt = performance.now();
+    const root = await alice.sendText(env.roomId, `!oc slow answer while typing ${tag()}`);
+    await alice.waitForRoomEvent({
+      roomId: env.roomId,
+      sender: env.botUserId,
+      match: (e) => String((e.content["m.new_content"] as { body?: string } | undefined)?.body ?? "").includes("slow3"),
+      description: "the reply streaming",
+    });
+    const during = await alice.typingUsers(env.roomId);
+    assert.ok(during.includes(env.botUserId), `typing while it streams: ${JSON.stringify(during)}`);
+    await waitForFinalReply(env, root, root, sentAt);
+    let after: string[] = during;
+    for (let i = 0; i < 50 && after.includes(env.botUserId); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      after = await alice.typingUsers(env.roomId);
+    }
+    assert.ok(!after.includes(env.botUserId), "no longer typing once the answer is final");
+    t.diagnostic(`typing seen by the second client while streaming: ${JSON.stringify(during)}`);
+  });
 });

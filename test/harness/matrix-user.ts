@@ -286,6 +286,18 @@ export class MatrixTestUser {
     return out;
   }
 
+  /** Who is typing in the room now (a one-off /sync of its ephemeral `m.typing`, as for receipts). */
+  async typingUsers(roomId: string): Promise<string[]> {
+    const filter = JSON.stringify({
+      presence: EMPTY, account_data: EMPTY,
+      room: { rooms: [roomId], timeline: { limit: 1 }, state: EMPTY, account_data: EMPTY, ephemeral: { types: ["m.typing"] } },
+    });
+    const res = await this.#request<{ rooms?: { join?: Record<string, { ephemeral?: { events?: Array<{ type: string; content: { user_ids?: string[] } }> } }> } }>(
+      "GET", "/_matrix/client/v3/sync", undefined, { query: { filter, timeout: String(++this.#receiptReads) } },
+    );
+    return (res.rooms?.join?.[roomId]?.ephemeral?.events ?? []).filter((e) => e.type === "m.typing").flatMap((e) => e.content.user_ids ?? []);
+  }
+
   /** Polls the room's read receipts until `userId`'s is on `eventId`. */
   async waitForReadReceipt(roomId: string, eventId: string, userId: string, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<void> {
     const deadline = performance.now() + timeoutMs;
