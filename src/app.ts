@@ -151,8 +151,7 @@ export async function startBot(config: BotConfig, log: Logger, opts: { configFil
       // Each backend's part, listed under its section (several OpenCode servers make a list).
       const parts: Record<string, BackendHealth[]> = {};
       for (const b of backends) {
-        const h = await b.health?.();
-        if (h) (parts[h.section ?? h.name] ??= []).push(h);
+        for (const h of [(await b.health?.()) ?? []].flat()) (parts[h.section ?? h.name] ??= []).push(h);
       }
       const sections = Object.fromEntries(Object.entries(parts).map(([k, list]) => [k, list.map(({ name: _n, section: _s, ...rest }) => rest)]));
       return {
@@ -180,6 +179,11 @@ export async function startBot(config: BotConfig, log: Logger, opts: { configFil
         await scheduler.stop();
         delegation?.stop();
         await Promise.all(backends.map((b) => b.stop?.()));
+        // What is owed to people goes out before the database closes: final texts and pushes
+        // (one may be waiting out a 429). Past the limit it is logged; the turn's row says
+        // how it ended, and a reply still running is finished by the next start.
+        const owed = await engine.settle(10_000);
+        if (owed > 0) log.warn({ owed }, "stopping with final replies or pushes still unsent");
         await http.close();
         db.close();
         log.info("stopped");

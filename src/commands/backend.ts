@@ -29,8 +29,8 @@ export interface AgentBackend {
   reconcile?(): Promise<void>;
   /** Takes no new work; finishes what is in flight or leaves it in the database for the next start. */
   stop?(): Promise<void>;
-  /** This backend's part of GET /health. */
-  health?(): BackendHealth | Promise<BackendHealth>;
+  /** This backend's part of GET /health (a list: one entry per server, e.g. several OpenCode servers). */
+  health?(): BackendHealth | BackendHealth[] | Promise<BackendHealth | BackendHealth[]>;
   /** Turns streaming now, for /metrics. */
   activeTurns?(): number;
 }

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { patternProblem } from "../access/user-pattern.ts";
 import { isBotOnlyVariable } from "../process/child-env.ts";
 import { acpSchema, prefixClashes } from "./acp.ts";
+import { opencodeServersSchema } from "./opencode-servers.ts";
 import { transcriptionSchema } from "./transcription.ts";
 
 // Every key the bot understands, with its default, in one place. The example file in
@@ -78,6 +79,8 @@ export const configSchema = z.object({
       // The embedded server in a bubblewrap sandbox: the bot's database, config and processes out of
       // the agent's sight, everything but the projects read-only. "auto": when bwrap works here.
       sandbox: z.enum(["auto", "bwrap", "off"]).default("auto"),
+      // More OpenCode servers by name, beside this one (named `default`); file only (src/config/opencode-servers.ts).
+      servers: opencodeServersSchema,
     })
     .strict()
     .prefault({}),

@@ -9,6 +9,8 @@ export interface MetricSources {
   sendCounters?: { requests: number; edits: number };
   /** Sessions with a turn being streamed right now. */
   activeSessions?: () => number;
+  /** Each OpenCode server: connected or not, and its turns streaming now (label `server`). */
+  opencodeServers?: () => Array<{ server: string; up: boolean; activeTurns: number }>;
 }
 
 /** A counter that follows a monotonic number kept elsewhere (it only ever adds the difference). */
@@ -37,7 +39,7 @@ export class BotMetrics {
   private sources: MetricSources = {};
   private readonly turns: Counter<"outcome">;
   private readonly rateLimitedCounter: Counter;
-  private readonly reconnects: Counter;
+  private readonly reconnects: Counter<"server">;
   private readonly notifications: Counter<"outcome">;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
@@ -47,7 +49,16 @@ export class BotMetrics {
     mirroredCounter(this.registry, "bot_matrix_requests_total", "Write requests sent to the homeserver (sends, edits, reactions, redactions; retries included)", () => this.sources.sendCounters?.requests);
     mirroredCounter(this.registry, "bot_matrix_edits_total", "Message edits (m.replace) sent to the homeserver", () => this.sources.sendCounters?.edits);
     this.rateLimitedCounter = new Counter({ name: "bot_matrix_rate_limited_total", help: "Homeserver answers of 429 / M_LIMIT_EXCEEDED", registers });
-    this.reconnects = new Counter({ name: "bot_opencode_reconnects_total", help: "Times the OpenCode event stream was connected again after it was lost", registers });
+    const servers = (): Array<{ server: string; up: boolean; activeTurns: number }> => this.sources.opencodeServers?.() ?? [];
+    this.reconnects = new Counter({
+      name: "bot_opencode_reconnects_total",
+      help: "Times an OpenCode server's event stream was connected again after it was lost",
+      labelNames: ["server"],
+      registers,
+      collect() {
+        for (const s of servers()) this.inc({ server: s.server }, 0); // every server's count is there from the start
+      },
+    });
     this.notifications = new Counter({ name: "bot_notify_requests_total", help: "POST /notify requests, by outcome", labelNames: ["outcome"], registers });
     for (const outcome of ["posted", "skipped", "rejected", "failed"] satisfies NotifyOutcome[]) this.notifications.inc({ outcome }, 0);
     const sources = (): MetricSources => this.sources;
@@ -57,6 +68,26 @@ export class BotMetrics {
       registers,
       collect() {
         this.set(sources().activeSessions?.() ?? 0);
+      },
+    });
+    new Gauge({
+      name: "bot_opencode_up",
+      help: "1 while the bot is connected to the OpenCode server's event stream, else 0",
+      labelNames: ["server"],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of servers()) this.set({ server: s.server }, s.up ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "bot_opencode_active_turns",
+      help: "Turns the bot is streaming from the OpenCode server right now",
+      labelNames: ["server"],
+      registers,
+      collect() {
+        this.reset();
+        for (const s of servers()) this.set({ server: s.server }, s.activeTurns);
       },
     });
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
@@ -75,8 +106,9 @@ export class BotMetrics {
     this.rateLimitedCounter.inc();
   }
 
-  opencodeReconnected(): void {
-    this.reconnects.inc();
+  /** `server`: the OpenCode server's name in opencode.servers (`default`: that of opencode.serverUrl or the embedded one). */
+  opencodeReconnected(server = "default"): void {
+    this.reconnects.inc({ server });
   }
 
   notified(outcome: NotifyOutcome): void {

@@ -8,6 +8,22 @@ export interface AgentInfo {
   model: string;
 }
 
+/** A person's answer to an agent's approval request (Letta 0.16.8: an `approval` message). */
+export interface ApprovalAnswer {
+  toolCallIds: string[];
+  approve: boolean;
+  reason?: string | undefined;
+}
+
+/**
+ * What `sendStreaming` sends: a user message, or the answer to the agent's approval request,
+ * which continues its run. Letta takes one answer for every call of a request.
+ */
+function messageOf(input: string | ApprovalAnswer, otid: string): { role: "user"; content: string; otid: string } | { type: "approval"; approvals: Array<{ type: "approval"; tool_call_id: string; approve: boolean; reason: string | null }>; otid: string } {
+  if (typeof input === "string") return { role: "user", content: input, otid };
+  return { type: "approval", approvals: input.toolCallIds.map((id) => ({ type: "approval", tool_call_id: id, approve: input.approve, reason: input.reason ?? null })), otid };
+}
+
 export interface RetryPolicy {
   maxRetries: number;
   retryDelayMs: number;
@@ -30,6 +46,14 @@ export interface LettaStream extends AsyncIterable<unknown> {
  * or broken connection or a timeout before the answer began, or a 5xx status (never an error
  * from inside a stream that already started: that one has no status).
  */
+/** Letta already has the message a failed send was retrying: sending it again would double it. */
+export class AlreadyAccepted extends Error {
+  override name = "AlreadyAccepted";
+  constructor() {
+    super("Letta took the message, but its answer could not be streamed to the bot; the message was not sent again.");
+  }
+}
+
 export function isRetryable(err: unknown): boolean {
   if (err instanceof APIUserAbortError) return false;
   if (err instanceof APIConnectionError) return true;
@@ -239,22 +263,28 @@ export class LettaApi {
    */
   async sendStreaming(
     agentId: string,
-    text: string,
+    input: string | ApprovalAnswer,
     otid: string,
     opts: { signal: AbortSignal; onRetry?: (n: RetryNotice) => void | Promise<void> },
   ): Promise<LettaStream> {
+    const firstSentAt = Date.now();
     return withRetry(
-      async () =>
-        (await this.client.agents.messages.create(
+      async (attempt) => {
+        // A 5xx may come from a proxy after Letta took the message: before sending again, ask
+        // Letta whether it has it (our otid in its history, or a run it started since we sent;
+        // the bot sends one message at a time per agent). Only what provably did not arrive is sent again.
+        if (attempt > 1 && ((await this.hasMessage(agentId, otid)) || (await this.runSince(agentId, firstSentAt)))) throw new AlreadyAccepted();
+        return (await this.client.agents.messages.create(
           agentId,
           {
-            messages: [{ role: "user", content: text, otid }],
+            messages: [messageOf(input, otid)],
             streaming: true,
             stream_tokens: true,
             include_pings: true,
           },
           { signal: opts.signal },
-        )) as unknown as LettaStream,
+        )) as unknown as LettaStream;
+      },
       this.policy,
       {
         signal: opts.signal,
@@ -264,6 +294,31 @@ export class LettaApi {
         },
       },
     );
+  }
+
+  /** Whether Letta started a run for the agent at or after `since` (ms): a message of ours it is answering or answered. */
+  async runSince(agentId: string, since: number): Promise<boolean> {
+    try {
+      const runs = await this.client.runs.list({ agent_id: agentId, limit: 1, order: "desc" } as never);
+      const newest = runs.getPaginatedItems()[0] as { created_at?: string | null } | undefined;
+      return newest?.created_at ? Date.parse(newest.created_at.endsWith("Z") ? newest.created_at : `${newest.created_at}Z`) >= since : false;
+    } catch (err) {
+      this.log.warn({ agentId, err }, "could not list the agent's runs");
+      return false;
+    }
+  }
+
+  /** Whether the agent's recent history holds a message sent with this otid (a send whose answer was lost). */
+  async hasMessage(agentId: string, otid: string): Promise<boolean> {
+    try {
+      const page = await this.client.agents.messages.list(agentId, { limit: 50, order: "desc" } as never);
+      return page.getPaginatedItems().some((m) => (m as { otid?: string | null }).otid === otid);
+    } catch (err) {
+      // Unknown: sending again could double it, not sending could lose it. Letta's own
+      // dedupe by otid is the last guard; the failure is logged.
+      this.log.warn({ agentId, err }, "could not check whether Letta already has the message");
+      return false;
+    }
   }
 
   // Tools and secrets, for agents that delegate to OpenCode through the bot (src/mcp/).

@@ -11,6 +11,8 @@ import type { TurnEngine } from "../turns/engine.ts";
 import { TurnLanes } from "../turns/lanes.ts";
 import { TurnQueue, type QueuedTurn } from "../turns/queue.ts";
 import { describeLettaError, type AgentInfo, type LettaApi } from "./api.ts";
+import { LettaApprovalStore, type ApprovalRow } from "./approval-store.ts";
+import { LettaApprovals } from "./approvals.ts";
 import type { LettaHooks } from "./hooks.ts";
 import type { LettaRoomStore, LettaTurnStore } from "./store.ts";
 import { runTurn, type TurnJob } from "./turn.ts";
@@ -44,6 +46,8 @@ interface QueuedMessage {
   /** What is sent to the agent (attributed: "[Alice] …"). */
   text: string;
   title: string | undefined;
+  /** The turn that answers an approval request (`text` is unused): the request's row, and the answer. */
+  approval?: { id: number; approve: boolean; reason?: string | undefined } | undefined;
 }
 
 /** Thrown when a room has no agent to talk to; the message is the answer. */
@@ -64,6 +68,8 @@ export class LettaBackend implements AgentBackend {
   readonly d: LettaBackendDeps;
   /** Set by app.ts when Letta agents may delegate to OpenCode (src/mcp/); empty otherwise. */
   readonly hooks: LettaHooks = {};
+  /** The agents' tool approvals, asked and answered in their threads. */
+  readonly approvals: LettaApprovals;
   /** One turn at a time per agent; the messages waiting for it are in the durable queue. */
   private readonly lanes: TurnLanes<QueuedMessage>;
   private readonly stopping = new AbortController();
@@ -75,11 +81,34 @@ export class LettaBackend implements AgentBackend {
     this.prefix = deps.prefix;
     this.commands = commandsOf(this);
     this.lanes = new TurnLanes(new TurnQueue<QueuedMessage>(deps.db, "letta"), (item) => this.runQueued(item), deps.log);
+    this.approvals = new LettaApprovals({
+      ...deps, store: new LettaApprovalStore(deps.db), continueAfter: (row, approve, by, reason) => this.continueAfter(row, approve, by, reason),
+    });
   }
 
-  /** Reactions in Letta threads (delegated permission requests) go to the hooks. */
-  onReaction(roomId: string, eventId: string, key: string, sender: string): Promise<boolean> {
-    return this.hooks.onReaction?.(roomId, eventId, key, sender) ?? Promise.resolve(false);
+  /** Reactions in Letta threads: on the agent's approval requests, else (delegated permission requests) the hooks'. */
+  async onReaction(roomId: string, eventId: string, key: string, sender: string): Promise<boolean> {
+    if (await this.approvals.onReaction(roomId, eventId, key, sender)) return true;
+    return (await this.hooks.onReaction?.(roomId, eventId, key, sender)) ?? false;
+  }
+
+  /**
+   * The answer to an approval request is a turn of the thread, queued first for the agent (Letta
+   * takes nothing else before it): it sends the answer and streams the rest of the agent's run.
+   * It pushes who asked the turn that stopped. Called inside the transaction that decides.
+   */
+  private continueAfter(row: ApprovalRow, approve: boolean, by: string, reason: string | undefined): () => void {
+    const promptEventId = row.messageEventId ?? row.replyEventId ?? row.rootEventId;
+    const turn = this.d.turns.start({ roomId: row.roomId, rootEventId: row.rootEventId, agentId: row.agentId, promptEventId, otid: randomUUID(), promptedBy: row.askedOf });
+    this.d.threads.touch(row.roomId, row.rootEventId);
+    const title = this.d.threads.get(row.roomId, row.rootEventId)?.title ?? undefined;
+    this.lanes.queue.add(
+      { key: row.agentId, roomId: row.roomId, rootEventId: row.rootEventId },
+      { roomId: row.roomId, eventId: promptEventId, sender: by, text: approve ? "(approved)" : `(denied${reason ? `: ${reason}` : ""})` },
+      { turnId: turn.id, agentName: row.agentName, text: "", title, approval: { id: row.id, approve, reason } },
+      { front: true },
+    );
+    return () => void this.lanes.kick(row.agentId);
   }
 
   get api(): LettaApi {
@@ -170,12 +199,16 @@ export class LettaBackend implements AgentBackend {
   private async runQueued(item: QueuedTurn<QueuedMessage>): Promise<void> {
     const row = this.d.turns.get(item.payload.turnId);
     if (row?.status !== "running") return;
+    const answer = item.payload.approval;
+    const asked = answer && this.approvals.store.get(answer.id);
+    if (answer && !asked) return this.d.turns.finish(row.id, "failed");
     const job: TurnJob = {
       row, agentId: item.key, agentName: item.payload.agentName, text: item.payload.text, title: item.payload.title,
       target: { roomId: item.roomId, threadRoot: item.rootEventId, replyTo: item.req.eventId },
+      approval: answer && asked ? { calls: asked.calls, approve: answer.approve, reason: answer.reason } : undefined,
     };
     try {
-      await runTurn({ api: this.d.api, engine: this.d.engine, turns: this.d.turns, log: this.d.log, timeoutMs: this.d.timeoutMs }, job, this.stopping.signal);
+      await runTurn({ api: this.d.api, engine: this.d.engine, turns: this.d.turns, log: this.d.log, timeoutMs: this.d.timeoutMs, approvals: this.approvals }, job, this.stopping.signal);
     } catch (err) {
       this.d.log.error({ err, agentId: job.agentId }, "Letta turn failed");
       this.d.turns.finish(job.row.id, "failed");
@@ -187,6 +220,7 @@ export class LettaBackend implements AgentBackend {
    * sent again (Letta may have them already); the thread says so.
    */
   async reconcile(): Promise<void> {
+    await this.approvals.reconcile();
     const waiting = new Set(this.lanes.queue.all().map((q) => q.payload.turnId));
     for (const row of this.d.turns.running()) {
       if (waiting.has(row.id)) continue;

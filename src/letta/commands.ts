@@ -5,7 +5,7 @@ import type { LettaBackend } from "./backend.ts";
 
 const code = (s: string): string => `\`${s.replace(/`/g, "'")}\``;
 
-/** `!letta agents`, `use`, `new`, `status`, `abort`, `allow`/`deny`, `delegate`; `help` and prompts are the router's. */
+/** `!letta agents`, `use`, `new`, `status`, `abort`, `allow`/`deny` (tool approvals and delegated permissions), `delegate`; `help` and prompts are the router's. */
 export function lettaCommands(letta: LettaBackend): CommandSpec[] {
   const p = letta.prefix;
   const api = (): LettaBackend["api"] => letta.api;
@@ -160,15 +160,20 @@ export function lettaCommands(letta: LettaBackend): CommandSpec[] {
           lines.push(`⚠️ Letta did not cancel the agent's run: ${describeLettaError(err, api().baseUrl)}`);
         }
       }
+      // A run stopped for approval is over on Letta's side; the agent waits for the answer.
+      if (letta.approvals.store.pendingInThread(ctx.msg.roomId, t.rootEventId)) lines.push(`⏸️ The agent waits for approval of a tool call here: \`${p} deny [reason]\` answers it.`);
       await ctx.reply(lines.length > 0 ? lines.join("\n") : "Nothing is running in this thread.");
     },
   };
 
+  // The agent's own approval request first (it holds the agent), then OpenCode work it delegated here.
   const approvals = approvalCommands(async (ctx, reply, reason) => {
     const t = ctx.thread as NonNullable<CommandContext["thread"]>;
-    const answered = await letta.hooks.answerPermission?.(ctx.msg.roomId, t.rootEventId, reply, ctx.msg.sender, reason);
+    const answered =
+      (await letta.approvals.answerInThread(ctx.msg.roomId, t.rootEventId, reply, ctx.msg.sender, reason)) ??
+      (await letta.hooks.answerPermission?.(ctx.msg.roomId, t.rootEventId, reply, ctx.msg.sender, reason));
     await ctx.reply(answered ?? "No permission request is pending in this thread.");
-  }, "reject the pending permission request of OpenCode work delegated in this thread");
+  }, "deny the pending request in this thread: the agent's tool approval, or delegated OpenCode work's permission");
 
   const delegate: CommandSpec = {
     name: "delegate",

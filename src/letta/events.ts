@@ -1,5 +1,6 @@
 import type { TurnEvent } from "../turns/events.ts";
 import { clip } from "../turns/render.ts";
+import type { ApprovalCall } from "./approval-store.ts";
 
 // Translates the events of a Letta answer stream (0.16.8: assistant, reasoning, tool call and
 // return, approval request, stop reason, usage, error) into the turn engine's events.
@@ -7,7 +8,7 @@ import { clip } from "../turns/render.ts";
 const stopNotes: Record<string, string> = {
   max_steps: "⚠️ The agent stopped at its step limit before it finished.",
   max_tokens_exceeded: "⚠️ The answer was cut off at the model's token limit.",
-  requires_approval: "⏸️ The agent asks for approval to run a tool; approving from Matrix is not supported yet.",
+  requires_approval: "⏸️ Waiting for approval: the agent asks to run a tool (the request is below).",
   insufficient_credits: "⚠️ Letta stopped: insufficient credits.",
   context_window_overflow_in_system_prompt: "⚠️ Letta stopped: the agent's system prompt overflows the model's context window.",
 };
@@ -21,6 +22,14 @@ function textOf(content: unknown): string {
 interface ToolCallDelta {
   name?: string | null;
   tool_call_id?: string | null;
+  arguments?: string | null;
+}
+
+/** What a turn that stopped for approval asks: Letta's request message, its run, the calls. */
+export interface PendingApproval {
+  requestMessageId: string;
+  runId: string | undefined;
+  calls: ApprovalCall[];
 }
 
 interface ToolMemo {
@@ -39,6 +48,8 @@ export class LettaTranslator {
   error: string | undefined;
   private readonly tools: ToolMemo[] = [];
   private readonly seen = new Set<string>();
+  /** The calls of the approval request, put together from its deltas (name and id first, then the arguments). */
+  private approval: PendingApproval | undefined;
 
   constructor(agentName: string) {
     this.label = `letta ${agentName}`;
@@ -84,10 +95,12 @@ export class LettaTranslator {
         return [{ type: "tool", id: t.key, tool: { status: failed ? "failed" : "done", error, output } }];
       }
       case "approval_request_message": {
+        const deltas = (Array.isArray(e.tool_calls) ? e.tool_calls : [e.tool_calls ?? e.tool_call ?? {}]) as ToolCallDelta[];
+        this.approval ??= { requestMessageId: e.id ?? "", runId: typeof e.run_id === "string" ? e.run_id : undefined, calls: [] };
+        for (const d of deltas) this.addApprovalDelta(d);
         if (this.seen.has(key)) return [];
         this.seen.add(key);
-        const call = (e.tool_call ?? {}) as ToolCallDelta;
-        return [{ type: "approval", id: key, tool: call.name ?? "a tool", state: "asked" }];
+        return [{ type: "approval", id: key, tool: deltas[0]?.name ?? "a tool", state: "asked" }];
       }
       case "stop_reason":
         this.stopReason = typeof e.stop_reason === "string" ? e.stop_reason : undefined;
@@ -103,11 +116,46 @@ export class LettaTranslator {
     }
   }
 
+  private addApprovalDelta(d: ToolCallDelta): void {
+    const calls = (this.approval as PendingApproval).calls;
+    const id = d.tool_call_id ?? calls[calls.length - 1]?.id;
+    if (!id) return;
+    let call = calls.find((c) => c.id === id);
+    if (!call) calls.push((call = { id, name: d.name ?? "", arguments: "" }));
+    if (d.name && !call.name) call.name = d.name;
+    if (d.arguments) call.arguments += d.arguments;
+  }
+
+  /** The request the turn stopped for, once Letta said so (stop reason requires_approval). */
+  pendingApproval(): PendingApproval | undefined {
+    const a = this.approval;
+    if (this.stopReason !== "requires_approval" || this.error !== undefined || !a || a.calls.length === 0) return undefined;
+    return a.requestMessageId ? a : { ...a, requestMessageId: (a.calls[0] as ApprovalCall).id };
+  }
+
+  /**
+   * A turn that continues after an answer starts with the calls it answered: the approved ones
+   * run, and their returns (which come without a call message) update these lines.
+   */
+  answered(calls: ApprovalCall[], approve: boolean): TurnEvent[] {
+    const out: TurnEvent[] = [];
+    for (const c of calls) {
+      out.push({ type: "approval", id: `answer:${c.id}`, tool: c.name || "tool", state: approve ? "allowed" : "denied" });
+      if (!approve) continue;
+      const key = `approved:${c.id}`;
+      this.tools.push({ key, name: c.name || "tool", callId: c.id, running: true });
+      out.push({ type: "tool", id: key, tool: { name: c.name || "tool", status: "running" } });
+    }
+    return out;
+  }
+
   /** An error of the turn (in the stream, or the connection's): shown once, the first one wins. */
   fail(message: string): TurnEvent[] {
     if (this.error !== undefined) return [];
     this.error = message;
-    return [{ type: "error", title: "Letta error", message: clip(message, 300) }];
+    // Letta takes nothing while the agent waits for an answer to its approval request (HTTP 409).
+    const advice = /waiting for approval/i.test(message) ? "Answer the agent's pending approval request first (✅ or ❌ on it), then send this message again." : undefined;
+    return [{ type: "error", title: "Letta error", message: clip(message, 300), advice }];
   }
 
   /** How the turn ended, once the stream is over. */

@@ -4,7 +4,8 @@ import type { ThreadTarget } from "../matrix/content.ts";
 import type { TurnEngine } from "../turns/engine.ts";
 import { clip } from "../turns/render.ts";
 import { describeLettaError, type LettaApi, type LettaStream, type RetryNotice } from "./api.ts";
-import { LettaTranslator } from "./events.ts";
+import type { ApprovalCall, ApprovalRow } from "./approval-store.ts";
+import { LettaTranslator, type PendingApproval } from "./events.ts";
 import type { LettaTurnRow, LettaTurnStore } from "./store.ts";
 
 export interface TurnJob {
@@ -15,6 +16,14 @@ export interface TurnJob {
   text: string;
   target: ThreadTarget;
   title?: string | undefined;
+  /** Set for the turn that answers the agent's approval request: the answer is sent instead of `text`. */
+  approval?: { calls: ApprovalCall[]; approve: boolean; reason?: string | undefined } | undefined;
+}
+
+/** Asks the thread when a turn stops for approval (src/letta/approvals.ts). */
+export interface ApprovalAsker {
+  record(t: { agentId: string; agentName: string; roomId: string; rootEventId: string; askedOf: string; replyEventId: string | null }, pending: PendingApproval): ApprovalRow;
+  ask(row: ApprovalRow): Promise<void>;
 }
 
 export interface TurnDeps {
@@ -23,6 +32,7 @@ export interface TurnDeps {
   turns: LettaTurnStore;
   log: Logger;
   timeoutMs: number;
+  approvals?: ApprovalAsker | undefined;
 }
 
 export interface TurnOutcome {
@@ -50,6 +60,8 @@ export async function runTurn(deps: TurnDeps, job: TurnJob, stop: AbortSignal): 
     title: job.title,
   });
   turn.show();
+  const answer = job.approval;
+  if (answer) turn.push(...tr.answered(answer.calls, answer.approve));
 
   const abort = new AbortController();
   const onStop = (): void => abort.abort();
@@ -63,7 +75,8 @@ export async function runTurn(deps: TurnDeps, job: TurnJob, stop: AbortSignal): 
   };
   let acceptedMs: number | undefined;
   try {
-    stream = await deps.api.sendStreaming(job.agentId, job.text, row.otid, { signal: abort.signal, onRetry });
+    const input = answer ? { toolCallIds: answer.calls.map((c) => c.id), approve: answer.approve, reason: answer.reason } : job.text;
+    stream = await deps.api.sendStreaming(job.agentId, input, row.otid, { signal: abort.signal, onRetry });
     acceptedMs = Date.now() - turn.startedAt;
   } catch (err) {
     turn.push({ type: "rejected", text: stop.aborted ? "⏹️ Not sent: the bot is shutting down." : `⚠️ ${describeLettaError(err, deps.api.baseUrl)}` });
@@ -103,9 +116,15 @@ export async function runTurn(deps: TurnDeps, job: TurnJob, stop: AbortSignal): 
   stop.removeEventListener("abort", onStop);
 
   const firstOutputMs = (): number | undefined => (firstOutputAt === undefined ? undefined : firstOutputAt - turn.startedAt);
+  // A turn that stopped for approval: the request is recorded before the turn's end, and its
+  // message (which mentions the asker) is the push; the turn's own push would be a second one.
+  const pending = tr.pendingApproval();
+  const asked = pending && deps.approvals?.record({ agentId: job.agentId, agentName: job.agentName, roomId: row.roomId, rootEventId: row.rootEventId, askedOf: row.promptedBy, replyEventId: turn.replyId }, pending);
   const summary = await turn.finish({
+    push: asked === undefined,
     record: (sum) => deps.turns.finish(row.id, sum.outcome === "failed" ? "failed" : "done", { steps: tr.steps, tokens: tr.tokens, firstTokenMs: firstOutputMs() }),
   });
+  if (asked) await deps.approvals?.ask(asked).catch((err: unknown) => deps.log.error({ err, agentId: job.agentId }, "could not ask for the approval in the thread"));
   const failed = summary.outcome === "failed";
   deps.log.info(
     { roomId: row.roomId, agentId: job.agentId, turn: row.id, status: summary.outcome, acceptedMs, firstOutputMs: firstOutputMs(), totalMs: summary.durationMs, steps: tr.steps, tokens: tr.tokens, edits: turn.edits },

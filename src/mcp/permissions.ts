@@ -8,8 +8,8 @@ import type { MatrixSender } from "../matrix/sender.ts";
 import type { OpencodeBackend } from "../opencode/backend.ts";
 import type { Delegator } from "../opencode/delegate.ts";
 import { describeError } from "../opencode/errors.ts";
-import { replyForReaction } from "../opencode/permission-desk.ts";
-import { attachmentOf, askText, outcomeText, subjectOf, withPlainBody, type AskedRequest } from "../opencode/permission-text.ts";
+import { replyForReaction } from "../turns/permission-text.ts";
+import { attachmentOf, askText, outcomeText, subjectOf, withPlainBody, type AskedRequest } from "../turns/permission-text.ts";
 import type { PermissionRow, PermissionStore } from "../store/permissions.ts";
 import type { ThreadStore } from "../store/threads.ts";
 

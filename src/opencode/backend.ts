@@ -10,8 +10,8 @@ import type { RoomStore } from "../store/rooms.ts";
 import type { ThreadRow, ThreadStore } from "../store/threads.ts";
 import type { ConversationSettings } from "../turns/settings.ts";
 import type { OpencodeConnection } from "./connection.ts";
-import type { PermissionDesk } from "./permission-desk.ts";
-import type { QuestionDesk } from "./question-desk.ts";
+import type { OpencodeServers } from "./servers.ts";
+import type { ServerUnit } from "./server-unit.ts";
 import type { ScheduledPromptTarget } from "../schedule/scheduler.ts";
 import { crashPoint } from "../process/crash-point.ts";
 import { describeError } from "./errors.ts";
@@ -19,38 +19,20 @@ import type { CommandCall, PromptOptions, TurnRunner } from "./turn-runner.ts";
 
 export interface OpencodeBackendDeps {
   prefix: string;
-  conn: OpencodeConnection;
-  runner: TurnRunner;
+  /** The configured servers; each room and thread is routed to its own (servers.ts). */
+  servers: OpencodeServers;
   threads: ThreadStore;
   rooms: RoomStore;
   sender: MatrixSender;
   client: MatrixClient;
   names: DisplayNames;
-  workspaceDir: string;
   log: Logger;
   db: Db;
-  /** OpenCode's permission requests, answered from chat (`!oc allow`, reactions). */
-  permissions: PermissionDesk;
-  /** Questions from OpenCode's agent, answered from chat (number reactions, `!oc answer`, a message in the thread). */
-  questions: QuestionDesk;
   /** Per room: does a message sent while a turn runs wait or interrupt? (absent: it waits). */
   settings?: ConversationSettings | undefined;
-  /** Directories `!oc project` may point a room at. */
-  projectRoots: string[];
-  /** Starting and stopping the server connection (and the embedded server), built by the factory in index.ts. */
-  lifecycle: OpencodeLifecycle;
-  /** Restarts the OpenCode server the bot started itself; undefined when it uses an external one. */
-  restartServer?: (() => Promise<{ oldPid: number; newPid: number; connected: boolean }>) | undefined;
 }
 
-export interface OpencodeLifecycle {
-  start(): Promise<void>;
-  stop(): Promise<void>;
-  /** Resolves when the turns of the last run are recovered (at once if OpenCode is not reachable yet). */
-  reconcile(): Promise<void>;
-  /** Connected, and the turns of the last run reconciled: scheduled prompts may go. */
-  ready(): boolean;
-}
+export type { OpencodeLifecycle } from "./server-unit.ts";
 
 /** ` . queue` at the end of a message: queue it behind the running turn (the marker is not sent). */
 const queueSuffix = /\s\.\s?queue$/i;
@@ -80,61 +62,80 @@ export class OpencodeBackend implements AgentBackend, ScheduledPromptTarget {
     this.commands = commandsOf(this);
   }
 
+  get servers(): OpencodeServers {
+    return this.d.servers;
+  }
+
   start(): Promise<void> {
-    return this.d.lifecycle.start();
+    return this.d.servers.start();
   }
 
   stop(): Promise<void> {
-    return this.d.lifecycle.stop();
+    return this.d.servers.stop();
   }
 
   reconcile(): Promise<void> {
-    return this.d.lifecycle.reconcile();
+    return this.d.servers.reconcile();
   }
 
   ready(): boolean {
-    return this.d.lifecycle.ready();
+    return this.d.servers.ready();
   }
 
-  health(): BackendHealth {
-    const c = this.d.conn;
-    return { name: this.name, section: "opencode", ok: c.state === "connected", url: c.url, state: c.state, reconnects: c.reconnects, error: c.lastError ?? null };
+  /** One entry per server (section `opencode`). */
+  health(): BackendHealth[] {
+    return this.d.servers.health();
   }
 
   activeTurns(): number {
-    return this.d.runner.activeCount;
+    return this.d.servers.activeTurns();
   }
 
   /** A turn of this session is streaming into its thread now (the notify endpoint stays quiet then). */
   isStreaming(sessionId: string): boolean {
-    return this.d.runner.isBusy(sessionId);
+    return this.d.servers.all.some((u) => u.runner.isBusy(sessionId));
   }
 
-  /** Reactions answer permission requests (✅ ♾️ ❌) and questions (1️⃣ 2️⃣ …), in their own room only. */
+  /** Reactions answer permission requests (✅ ♾️ ❌) and questions (1️⃣ 2️⃣ …), in their own room only; each server's desks know their own. */
   async onReaction(roomId: string, eventId: string, key: string, sender: string): Promise<boolean> {
-    return (await this.d.permissions.onReaction(roomId, eventId, key, sender)) || this.d.questions.onReaction(roomId, eventId, key, sender);
+    for (const u of this.d.servers.all) {
+      if ((await u.permissions.onReaction(roomId, eventId, key, sender)) || (await u.questions.onReaction(roomId, eventId, key, sender))) return true;
+    }
+    return false;
   }
 
+  /** The server `default`'s connection: delegations from Letta and their MCP permissions run there. */
   get conn(): OpencodeConnection {
-    return this.d.conn;
+    return this.d.servers.primary.conn;
   }
 
+  /** The server `default`'s turn runner (delegations from Letta). */
   get runner(): TurnRunner {
-    return this.d.runner;
+    return this.d.servers.primary.runner;
   }
 
-  /** The project directory of a room: set by `!oc project`, else the configured workspace. */
+  /** The server a room's new sessions start on (`!oc server`). */
+  roomServer(roomId: string): ServerUnit {
+    return this.d.servers.ofRoom(roomId);
+  }
+
+  /** The server a thread's session lives on: the one it was made on, wherever the room moved since. */
+  threadServer(thread: ThreadRow): ServerUnit {
+    return this.d.servers.ofThread(thread);
+  }
+
+  /** For a command: the thread's server inside a thread, else the room's. */
+  serverFor(ctx: { thread?: ThreadRow | undefined; msg: { roomId: string } }): ServerUnit {
+    return ctx.thread ? this.threadServer(ctx.thread) : this.roomServer(ctx.msg.roomId);
+  }
+
+  /** The project directory of a room: set by `!oc project`, else the workspace of the room's server. */
   roomDirectory(roomId: string): string {
-    return this.d.rooms.settings(roomId).workspaceDir ?? this.d.workspaceDir;
+    return this.d.rooms.settings(roomId).workspaceDir ?? this.roomServer(roomId).spec.workspaceDir;
   }
 
   threadDirectory(thread: ThreadRow): string {
-    return thread.directory ?? this.d.workspaceDir;
-  }
-
-  directoryOfSession(sessionId: string): string {
-    const thread = this.d.threads.bySession("opencode", sessionId)[0];
-    return thread ? this.threadDirectory(thread) : this.d.workspaceDir;
+    return thread.directory ?? this.threadServer(thread).spec.workspaceDir;
   }
 
   async startThread(req: PromptRequest, root: string): Promise<void> {
@@ -146,20 +147,24 @@ export class OpencodeBackend implements AgentBackend, ScheduledPromptTarget {
     await this.followUp(thread, req);
   }
 
-  /** For the scheduler: a session for a scheduled prompt. */
-  async createSessionFor(title: string, directory: string): Promise<string> {
-    const created = await this.conn.client.session.create({ title, directory });
-    if (!created.data) throw new Error(`OpenCode could not create a session: ${describeError(created.error)}`);
-    return created.data.id;
+  /** For the scheduler: a session for a scheduled prompt, on the room's server. */
+  async createSessionFor(title: string, directory: string, roomId: string): Promise<string> {
+    return this.newSession(this.roomServer(roomId), title, directory);
+  }
+
+  /** For the scheduler: what a new thread of the room stores as its server. */
+  threadServerOf(roomId: string): string | null {
+    return this.d.servers.threadColumn(this.roomServer(roomId));
   }
 
   /** For the scheduler: the prompt joins the thread's durable queue (inside the caller's transaction). */
   enqueue(thread: ThreadRow, req: PromptRequest): void {
-    this.d.runner.queue.add(thread, req, this.promptOptions(thread));
+    this.threadServer(thread).runner.queue.add(thread, req, this.promptOptions(thread));
   }
 
-  sendNext(sessionId: string): Promise<void> {
-    return this.d.runner.sendNext(sessionId);
+  /** Sends the session's next queued prompt, on whichever server has it queued. */
+  async sendNext(sessionId: string): Promise<void> {
+    for (const u of this.d.servers.all) if (u.runner.queueLength(sessionId) > 0) await u.runner.sendNext(sessionId);
   }
 
   /**
@@ -171,18 +176,19 @@ export class OpencodeBackend implements AgentBackend, ScheduledPromptTarget {
     const name = await this.displayName(req.roomId, req.sender);
     const attributed = { ...req, text: `[${name}] ${stripQueueSuffix(req.text)}` };
     // In an `interrupt` room a message stops the running step and goes next, unless it asks to wait.
-    const interrupt = !opts.asPrompt && !queueSuffix.test(req.text.trimEnd()) && this.d.settings?.busyMode(thread.roomId) === "interrupt" && this.d.runner.isBusy(thread.sessionId);
-    return interrupt ? this.interrupt(thread, attributed) : this.d.runner.submit(thread, attributed, this.promptOptions(thread));
+    const runner = this.threadServer(thread).runner;
+    const interrupt = !opts.asPrompt && !queueSuffix.test(req.text.trimEnd()) && this.d.settings?.busyMode(thread.roomId) === "interrupt" && runner.isBusy(thread.sessionId);
+    return interrupt ? this.interrupt(thread, attributed) : runner.submit(thread, attributed, this.promptOptions(thread));
   }
 
   /** `now <message>`, or any message in an `interrupt` room: stops the running step; this prompt goes next. */
   interrupt(thread: ThreadRow, req: PromptRequest): Promise<{ queued: number }> {
-    return this.d.runner.interrupt(thread, req, this.promptOptions(thread));
+    return this.threadServer(thread).runner.interrupt(thread, req, this.promptOptions(thread));
   }
 
   /** True when the message answered (or tried to answer) a pending question; a refusal is said in the thread. */
   private async answerQuestion(thread: ThreadRow, req: PromptRequest): Promise<boolean> {
-    const result = await this.d.questions.answerText(thread.roomId, thread.rootEventId, req.text, req.sender);
+    const result = await this.threadServer(thread).questions.answerText(thread.roomId, thread.rootEventId, req.text, req.sender);
     if (result.kind === "refused") {
       const target = { roomId: req.roomId, threadRoot: thread.rootEventId, replyTo: req.eventId };
       await this.d.sender.send(req.roomId, threadMessage(target, result.why, { notice: true }));
@@ -192,7 +198,7 @@ export class OpencodeBackend implements AgentBackend, ScheduledPromptTarget {
 
   /** Runs one of OpenCode's `/commands` as a turn of the thread's session (queued like a prompt). */
   runCommand(thread: ThreadRow, req: PromptRequest, command: CommandCall): Promise<{ queued: number }> {
-    return this.d.runner.submit(thread, req, this.promptOptions(thread), command);
+    return this.threadServer(thread).runner.submit(thread, req, this.promptOptions(thread), command);
   }
 
   promptOptions(thread: ThreadRow): PromptOptions {
@@ -204,15 +210,26 @@ export class OpencodeBackend implements AgentBackend, ScheduledPromptTarget {
     };
   }
 
-  /** Creates a session and maps it to the thread rooted at `root`. */
+  /** Creates a session on the room's server and maps it to the thread rooted at `root`. */
   async createSession(roomId: string, root: string, by: string, title: string): Promise<ThreadRow> {
+    const unit = this.roomServer(roomId);
     const directory = this.roomDirectory(roomId);
-    const res = await this.d.conn.client.session.create({ title, directory });
-    if (!res.data) throw new Error(`OpenCode could not create a session: ${describeError(res.error)}`);
-    return this.d.threads.insert({ roomId, rootEventId: root, backend: "opencode", sessionId: res.data.id, title, startedBy: by, directory });
+    const sessionId = await this.newSession(unit, title, directory);
+    return this.d.threads.insert({ roomId, rootEventId: root, backend: "opencode", sessionId, title, startedBy: by, directory, server: this.d.servers.threadColumn(unit) });
   }
 
-  /** Posts a thread root of the bot's own (for `new` and `attach`) and maps `sessionId` to it. */
+  /** A new session on `unit`; with several servers a failure names the server (one that is away is said so in its room). */
+  async newSession(unit: ServerUnit, title: string, directory: string): Promise<string> {
+    const res = await unit.conn.client.session.create({ title, directory }).catch((err: unknown) => ({ data: undefined, error: err }));
+    if (res.data) return res.data.id;
+    const where = this.d.servers.several ? ` \`${unit.name}\`${unit.conn.state === "connected" ? "" : ` (${unit.conn.url}, not reachable now: ${unit.conn.lastError ?? unit.conn.state}; the bot keeps trying)`}` : "";
+    throw new Error(`OpenCode${where} could not create a session: ${describeError(res.error)}`);
+  }
+
+  /**
+   * Posts a thread root of the bot's own (for `new` and `attach`) and maps `sessionId` to it: on
+   * `unit` (default: the room's server), where the session must live.
+   */
   async openThread(
     roomId: string,
     sessionId: string,
@@ -220,6 +237,7 @@ export class OpencodeBackend implements AgentBackend, ScheduledPromptTarget {
     by: string,
     headline: string,
     settings: Partial<Pick<ThreadRow, "directory" | "model" | "agent">> = {},
+    unit: ServerUnit = this.roomServer(roomId),
   ): Promise<ThreadRow> {
     const root = await this.d.sender.send(roomId, roomMessage(headline, { notice: true }));
     return this.d.threads.insert({
@@ -231,6 +249,7 @@ export class OpencodeBackend implements AgentBackend, ScheduledPromptTarget {
       startedBy: by,
       directory: this.roomDirectory(roomId),
       ...settings,
+      server: this.d.servers.threadColumn(unit),
     });
   }
 

@@ -75,7 +75,10 @@ export class Delegator {
   /** opencode_run_task: a new session whose turn streams into the caller's thread; waits for its end (up to waitMs). */
   async runTask(b: DelegationBinding, title: string, prompt: string, project?: string): Promise<DelegationResult> {
     const oc = this.d.backend;
-    const directory = project ? this.projectDir(project) : oc.roomDirectory(b.roomId);
+    // Delegated work runs on the server `default` (its turns are recovered there): the room's
+    // project if the room is on that server, else that server's workspace.
+    const onPrimary = oc.servers.roomServerName(b.roomId) === oc.servers.primary.name;
+    const directory = project ? this.projectDir(project) : onPrimary ? oc.roomDirectory(b.roomId) : oc.servers.primary.spec.workspaceDir;
     const created = await oc.conn.client.session.create({ title, directory });
     if (!created.data) throw new Error(`OpenCode could not create a session: ${describeError(created.error)}`);
     return this.prompt(b, created.data.id, title, directory, prompt, `🛠️ Letta → OpenCode: ${shownAsText(title)}`);
@@ -131,7 +134,7 @@ export class Delegator {
 
   /** A project the agent named: a directory inside opencode.projectRoots (relative: to the first). */
   private projectDir(project: string): string {
-    const roots = this.d.backend.d.projectRoots;
+    const roots = this.d.backend.servers.primary.spec.projectRoots;
     const dir = resolve(roots[0] as string, project);
     const inside = roots.some((r) => {
       const rel = relative(r, dir);

@@ -1,5 +1,4 @@
 import type { Event } from "@opencode-ai/sdk/v2";
-import type { ApprovalReply } from "../commands/approvals.ts";
 import type { Logger } from "../log.ts";
 import { editMessage, threadMessage, type ThreadTarget } from "../matrix/content.ts";
 import type { DisplayNames } from "../matrix/display-names.ts";
@@ -12,16 +11,8 @@ import type { OpencodeConnection } from "./connection.ts";
 import { describeError } from "./errors.ts";
 import { type AskedRequest, askText, attachmentOf, outcomeText, subjectOf, withPlainBody } from "./permission-text.ts";
 
-export type PermissionReply = ApprovalReply;
-
-/** Reaction keys people may use; with and without the emoji variation selector. */
-const reactionReplies: Record<string, PermissionReply> = {
-  "✅": "once", "✔️": "once", "👍": "once", "♾️": "always", "♾": "always", "❌": "reject", "👎": "reject", "🚫": "reject",
-};
-
-export function replyForReaction(key: string): PermissionReply | undefined {
-  return reactionReplies[key.trim()];
-}
+export { replyForReaction, type PermissionReply } from "../turns/permission-text.ts";
+import { replyForReaction, type PermissionReply } from "../turns/permission-text.ts";
 
 const outcomeLabel: Record<PermissionReply | "expired", string> = {
   once: "✅ allowed once",
@@ -49,6 +40,7 @@ export class PermissionDesk {
   private readonly prefix: string;
   private readonly directoryOf: (sessionId: string) => string;
   private readonly names: DisplayNames;
+  private readonly owns: (row: { roomId: string; rootEventId: string }) => boolean;
 
   constructor(opts: {
     conn: OpencodeConnection;
@@ -60,8 +52,11 @@ export class PermissionDesk {
     prompter: (sessionId: string) => string | undefined;
     directoryOf: (sessionId: string) => string;
     names: DisplayNames;
+    /** With several OpenCode servers: the threads of this desk's server (server-scope.ts). Default: all. */
+    owns?: ((row: { roomId: string; rootEventId: string }) => boolean) | undefined;
   }) {
     this.names = opts.names;
+    this.owns = opts.owns ?? (() => true);
     this.conn = opts.conn;
     this.store = opts.store;
     this.threads = opts.threads;
@@ -126,14 +121,18 @@ export class PermissionDesk {
     return true;
   }
 
-  /** The table is shared with other backends (ACP agents ask too); a row of a thread that is gone was ours. */
+  /**
+   * The table is shared with other backends (ACP agents ask too) and other OpenCode servers; a
+   * row of a thread that is gone was ours (if this is the server `default`).
+   */
   private isOurs(row: PermissionRow): boolean {
-    return (this.threads.get(row.roomId, row.rootEventId)?.backend ?? "opencode") === "opencode";
+    return (this.threads.get(row.roomId, row.rootEventId)?.backend ?? "opencode") === "opencode" && this.owns(row);
   }
 
   /** The pending request of a thread, for `!oc allow` / `!oc deny`. */
   pendingIn(roomId: string, rootEventId: string): PermissionRow | undefined {
-    return this.store.pendingInThread(roomId, rootEventId);
+    const row = this.store.pendingInThread(roomId, rootEventId);
+    return row && this.owns(row) ? row : undefined;
   }
 
   async answer(row: PermissionRow, reply: PermissionReply, by: string, reason?: string): Promise<void> {

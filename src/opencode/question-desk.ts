@@ -41,12 +41,16 @@ export class QuestionDesk {
     directoryOf: (sessionId: string) => string;
     /** The directory the connection's client uses when given none. */
     workspaceDir: string;
+    /** With several OpenCode servers: the threads of this desk's server (server-scope.ts). Default: all. */
+    owns?: ((row: { roomId: string; rootEventId: string }) => boolean) | undefined;
   };
   /** Requests whose answer is on its way to OpenCode: their `question.replied` is our own. */
   private readonly sending = new Set<string>();
+  private readonly owns: (row: { roomId: string; rootEventId: string }) => boolean;
 
   constructor(deps: QuestionDesk["d"]) {
     this.d = deps;
+    this.owns = deps.owns ?? (() => true);
     deps.conn.onEvent((e) => void this.onEvent(e).catch((err: unknown) => this.d.log.error({ err }, "question event failed")));
   }
 
@@ -87,7 +91,7 @@ export class QuestionDesk {
   async onReaction(roomId: string, messageEventId: string, key: string, by: string): Promise<boolean> {
     const row = this.d.store.byMessage(messageEventId);
     const n = optionOfReaction(key);
-    if (!row || row.roomId !== roomId || n === undefined) return false;
+    if (!row || row.roomId !== roomId || n === undefined || !this.owns(row)) return false;
     const q = row.questions[row.answers.length];
     const label = q?.options[n - 1]?.label;
     if (row.status !== "pending" || label === undefined) return true;
@@ -98,7 +102,7 @@ export class QuestionDesk {
 
   /** A typed answer in a thread: `!oc answer …`, or a message written while a question waits. */
   async answerText(roomId: string, rootEventId: string, text: string, by: string): Promise<TypedAnswer> {
-    const row = this.d.store.pendingInThread(roomId, rootEventId);
+    const row = this.pending(roomId, rootEventId);
     const q = row?.questions[row.answers.length];
     if (!row || !q) return { kind: "none" };
     const parsed = parseAnswer(q, text);
@@ -108,7 +112,12 @@ export class QuestionDesk {
 
   /** Whether a question waits for an answer in this thread. */
   pendingIn(roomId: string, rootEventId: string): boolean {
-    return this.d.store.pendingInThread(roomId, rootEventId) !== undefined;
+    return this.pending(roomId, rootEventId) !== undefined;
+  }
+
+  private pending(roomId: string, rootEventId: string): QuestionRow | undefined {
+    const row = this.d.store.pendingInThread(roomId, rootEventId);
+    return row && this.owns(row) ? row : undefined;
   }
 
   /**
@@ -145,7 +154,7 @@ export class QuestionDesk {
    * project directory, so each directory with a pending question is asked.
    */
   async reconcile(): Promise<void> {
-    const pending = this.d.store.pending();
+    const pending = this.d.store.pending().filter((row) => this.owns(row));
     const directories = new Set([this.d.workspaceDir, ...pending.map((row) => this.d.directoryOf(row.sessionId))]);
     const live = new Map<string, AskedEvent>();
     for (const directory of directories) {

@@ -34,6 +34,10 @@ export interface TurnRunnerDeps {
   /** For the notices that the server went away and came back. */
   completionNoticeAfterMs: number;
   onTurnEnd?: (outcome: "done" | "failed") => void;
+  /** This server's view of the prompt queue (server-scope.ts); default: the whole queue. */
+  queue?: PromptQueue | undefined;
+  /** What the notices call the server when its connection drops (default: "the OpenCode server"). */
+  serverLabel?: string | undefined;
 }
 
 /**
@@ -50,8 +54,8 @@ export class TurnRunner {
 
   constructor(deps: TurnRunnerDeps) {
     this.d = deps;
-    this.notices = new TurnNotices({ sender: deps.sender, names: deps.names, log: deps.log, completionNoticeAfterMs: deps.completionNoticeAfterMs });
-    this.queue = new PromptQueue(deps.db);
+    this.notices = new TurnNotices({ sender: deps.sender, names: deps.names, log: deps.log, completionNoticeAfterMs: deps.completionNoticeAfterMs, server: deps.serverLabel });
+    this.queue = deps.queue ?? new PromptQueue(deps.db);
     this.tracker = new TurnTracker({
       ...deps,
       onEnded: async (sessionId, outcome) => {
@@ -174,7 +178,16 @@ export class TurnRunner {
       return;
     }
     const failure = await sendPrompt(this.d.conn, call);
-    if (failure !== undefined) await this.tracker.end(turn, { title: "OpenCode did not accept the prompt", message: failure });
+    if (failure === undefined) return;
+    // A prompt whose answer timed out may still have arrived: then its turn goes on (followed
+    // through the events); only a prompt OpenCode does not have ends the turn as refused.
+    if (/did not answer within/.test(failure) && (await this.arrived(call))) return;
+    await this.tracker.end(turn, { title: "OpenCode did not accept the prompt", message: failure });
+  }
+
+  private async arrived(call: PromptCall): Promise<boolean> {
+    const res = await this.d.conn.client.session.messages({ sessionID: call.sessionId, directory: call.opts.directory }).catch(() => undefined);
+    return (res?.data ?? []).some((m) => m.info.id === call.messageId);
   }
 
   /**

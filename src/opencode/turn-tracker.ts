@@ -1,6 +1,7 @@
 import type { Event, Message, Part } from "@opencode-ai/sdk/v2";
 import type { Logger } from "../log.ts";
 import type { ThreadTarget } from "../matrix/content.ts";
+import { BoundedMap } from "../store/bounded-map.ts";
 import type { ThreadRow, ThreadStore } from "../store/threads.ts";
 import type { TurnRow, TurnStore } from "../store/turns.ts";
 import type { LiveTurn, TurnEngine } from "../turns/engine.ts";
@@ -8,6 +9,20 @@ import type { TurnEvent } from "../turns/events.ts";
 import type { OpencodeConnection } from "./connection.ts";
 import { errorAdvice } from "./errors.ts";
 import { OpencodeTranslator } from "./events.ts";
+
+/**
+ * The ids of the prompts this bot sent, so their echo is not taken for a prompt typed
+ * elsewhere. Bounded: only recent ones can still echo (a running turn's are re-added at recovery).
+ */
+class OwnMessageIds {
+  private readonly ids = new BoundedMap<string, true>({ maxEntries: 10_000 });
+  add(id: string): void {
+    this.ids.set(id, true);
+  }
+  has(id: string): boolean {
+    return this.ids.get(id) === true;
+  }
+}
 
 export interface ActiveTurn {
   row: TurnRow;
@@ -41,7 +56,7 @@ export class TurnTracker {
   private readonly d: TurnTrackerDeps;
   readonly active = new Map<string, ActiveTurn>();
   /** Prompts the bot sent, so that their echo is not taken for a prompt typed elsewhere. */
-  readonly ownMessageIds = new Set<string>();
+  readonly ownMessageIds = new OwnMessageIds();
 
   constructor(deps: TurnTrackerDeps) {
     this.d = deps;

@@ -17,8 +17,10 @@ export interface ScheduledPromptTarget {
   readonly name: string;
   /** The project directory new sessions of the room work in. */
   roomDirectory(roomId: string): string;
-  /** A new session; its id. */
-  createSessionFor(title: string, directory: string): Promise<string>;
+  /** A new session (on the room's server, where there are several); its id. */
+  createSessionFor(title: string, directory: string, roomId: string): Promise<string>;
+  /** What a new thread of the room stores as its server (null: the only, or the first, one). */
+  threadServerOf?(roomId: string): string | null;
   /** Puts the prompt in the thread's durable queue; called inside the scheduler's transaction. */
   enqueue(thread: ThreadRow, req: PromptRequest): void;
   /** Sends the session's next queued prompt if it is idle. */
@@ -156,8 +158,9 @@ export class Scheduler {
       thread = threads.get(row.roomId, marker); // an earlier attempt got this far
       if (!thread) {
         const directory = backend.roomDirectory(row.roomId);
-        const sessionId = row.sessionId ?? (await backend.createSessionFor(titleFrom(row.text), directory));
-        newThread = { roomId: row.roomId, rootEventId: marker, backend: backend.name, sessionId, title: titleFrom(row.text), startedBy: row.createdBy, directory };
+        const sessionId = row.sessionId ?? (await backend.createSessionFor(titleFrom(row.text), directory, row.roomId));
+        const server = backend.threadServerOf?.(row.roomId) ?? null;
+        newThread = { roomId: row.roomId, rootEventId: marker, backend: backend.name, sessionId, title: titleFrom(row.text), startedBy: row.createdBy, directory, server };
       }
     }
     const req = { roomId: row.roomId, eventId: marker, sender: "", text: `[${row.createdBy}] ${row.text}` };

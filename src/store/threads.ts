@@ -15,6 +15,8 @@ export interface ThreadRow {
   directory: string | null;
   model: string | null;
   agent: string | null;
+  /** The OpenCode server the session lives on (opencode.servers); null or absent: the server `default`. */
+  server?: string | null;
 }
 
 interface RawThread {
@@ -29,6 +31,7 @@ interface RawThread {
   directory: string | null;
   model: string | null;
   agent: string | null;
+  server: string | null;
 }
 
 const toRow = (r: RawThread): ThreadRow => ({
@@ -43,6 +46,7 @@ const toRow = (r: RawThread): ThreadRow => ({
   directory: r.directory,
   model: r.model,
   agent: r.agent,
+  server: r.server,
 });
 
 /** Which thread belongs to which agent session. */
@@ -54,16 +58,16 @@ export class ThreadStore {
   }
 
   insert(
-    t: Omit<ThreadRow, "createdAt" | "lastActivityAt" | "directory" | "model" | "agent"> & Partial<Pick<ThreadRow, "directory" | "model" | "agent">>,
+    t: Omit<ThreadRow, "createdAt" | "lastActivityAt" | "directory" | "model" | "agent" | "server"> & Partial<Pick<ThreadRow, "directory" | "model" | "agent" | "server">>,
     now = Date.now(),
   ): ThreadRow {
-    const row: ThreadRow = { directory: null, model: null, agent: null, ...t, createdAt: now, lastActivityAt: now };
+    const row: ThreadRow = { directory: null, model: null, agent: null, server: null, ...t, createdAt: now, lastActivityAt: now };
     this.db
       .prepare(
-        `INSERT INTO threads (room_id, root_event_id, backend, session_id, title, started_by, created_at, last_activity_at, directory, model, agent)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO threads (room_id, root_event_id, backend, session_id, title, started_by, created_at, last_activity_at, directory, model, agent, server)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
-      .run(row.roomId, row.rootEventId, row.backend, row.sessionId, row.title, row.startedBy, now, now, row.directory, row.model, row.agent);
+      .run(row.roomId, row.rootEventId, row.backend, row.sessionId, row.title, row.startedBy, now, now, row.directory, row.model, row.agent, row.server ?? null);
     return row;
   }
 

@@ -77,13 +77,25 @@ export interface OpenTurn {
  */
 export class TurnEngine {
   private readonly d: TurnEngineDeps;
+  /** Final texts and pushes being sent: a graceful stop waits for them (a push may be waiting out a 429). */
+  private readonly owed = new Set<Promise<unknown>>();
 
   constructor(deps: TurnEngineDeps) {
     this.d = deps;
   }
 
   open(o: OpenTurn): LiveTurn {
-    return new LiveTurn(this.d, o);
+    return new LiveTurn(this.d, o, (p) => {
+      this.owed.add(p);
+      void p.finally(() => this.owed.delete(p)).catch(() => undefined);
+    });
+  }
+
+  /** Waits (up to `limitMs`) for every final text and push in flight; returns how many were still owed at the limit. */
+  async settle(limitMs: number): Promise<number> {
+    const all = Promise.allSettled([...this.owed]);
+    await Promise.race([all, new Promise<void>((r) => setTimeout(r, limitMs).unref())]);
+    return this.owed.size;
   }
 }
 
@@ -98,8 +110,11 @@ export class LiveTurn {
   /** Read when the turn starts: a change applies from the next turn on. */
   private readonly verbosity: Verbosity;
 
-  constructor(deps: TurnEngineDeps, o: OpenTurn) {
+  private readonly owe: (p: Promise<unknown>) => void;
+
+  constructor(deps: TurnEngineDeps, o: OpenTurn, owe: (p: Promise<unknown>) => void = () => {}) {
     this.d = deps;
+    this.owe = owe;
     this.o = o;
     this.startedAt = o.startedAt ?? Date.now();
     this.verbosity = deps.settings?.verbosity(o.target.roomId, o.target.threadRoot).value ?? "normal";
@@ -170,7 +185,14 @@ export class LiveTurn {
    * Writes the final text, lets the backend `record` the end, and pushes who asked. `aborted`
    * when the asker stopped the turn (no push). Later calls return a summary without posting.
    */
-  async finish(opts: { aborted?: boolean; push?: boolean; record?: (s: TurnSummary) => void } = {}): Promise<TurnSummary> {
+  finish(opts: { aborted?: boolean; push?: boolean; record?: (s: TurnSummary) => void } = {}): Promise<TurnSummary> {
+    const first = !this.ended;
+    const done = this.finishing(opts);
+    if (first) this.owe(done);
+    return done;
+  }
+
+  private async finishing(opts: { aborted?: boolean; push?: boolean; record?: (s: TurnSummary) => void }): Promise<TurnSummary> {
     const first = !this.ended;
     this.ended = true;
     const durationMs = Date.now() - this.startedAt;

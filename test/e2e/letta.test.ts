@@ -18,6 +18,8 @@ class LettaProxy {
   private server: http.Server | undefined;
   port = 0;
   failures = 0;
+  /** Message POSTs to pass to Letta whose answer the proxy then replaces with a 502 (a gateway that timed out after Letta took it). */
+  swallow = 0;
   /** POSTs of user messages that reached the proxy (including the ones it failed). */
   messagePosts = 0;
 
@@ -31,17 +33,27 @@ class LettaProxy {
 
   async up(): Promise<void> {
     const server = http.createServer((req, res) => {
-      if (req.method === "POST" && /^\/v1\/agents\/[^/]+\/messages/.test(req.url ?? "")) this.messagePosts++;
-      if (this.failures > 0) {
+      const messagePost = req.method === "POST" && /^\/v1\/agents\/[^/]+\/messages/.test(req.url ?? "");
+      if (messagePost) this.messagePosts++;
+      // The outage hits sending a message; the bot's questions to Letta (did it take the message?) get through.
+      if (this.failures > 0 && messagePost) {
         this.failures--;
         req.resume();
         res.writeHead(503, { "content-type": "application/json" });
         res.end(JSON.stringify({ detail: "scripted outage" }));
         return;
       }
+      const swallowed = this.swallow > 0 && req.method === "POST" && /^\/v1\/agents\/[^/]+\/messages/.test(req.url ?? "");
+      if (swallowed) this.swallow--;
       const upstream = http.request(
         { host: this.upstream.hostname, port: this.upstream.port, method: req.method, path: req.url, headers: { ...req.headers, host: this.upstream.host } },
         (up) => {
+          if (swallowed) {
+            up.resume();
+            res.writeHead(502, { "content-type": "application/json" });
+            res.end(JSON.stringify({ detail: "scripted gateway timeout" }));
+            return;
+          }
           res.writeHead(up.statusCode ?? 502, up.headers);
           up.pipe(res);
         },
@@ -338,6 +350,20 @@ describe("a Letta agent in a thread", () => {
     assert.equal(proxy.messagePosts - postsBefore, 3, "two 503s, then the message");
     assert.equal((await chatRequests()).filter((t) => t.endsWith("second try works")).length, 1);
     t.diagnostic(`two 503s then success (250 ms + 500 ms backoff): final after ${reply.finalSeenAfterMs.toFixed(0)} ms`);
+  });
+
+  test("a 502 after Letta took the message is not retried into a second message", async (t) => {
+    proxy.swallow = 1;
+    const prompt = await env.users.alice.sendText(env.roomId, "taken but lost", { threadRoot: root });
+    const { body } = await waitForReplyVersion(prompt, (b) => b.startsWith("⚠️") || /\n\n— letta /.test(b), "the end of the turn");
+    // Letta stores the message with its run: wait until it has it, then count.
+    let copies: string[] = [];
+    for (let i = 0; i < 100 && copies.length === 0; i++) {
+      copies = (await lettaUserMessages(agentId)).filter((m) => m.endsWith("taken but lost"));
+      if (copies.length === 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(copies.length, 1, `Letta has the message once; the thread says: ${body}`);
+    t.diagnostic(`a gateway 502 after Letta accepted the message: the thread says ${JSON.stringify(body.split("\n")[0])}`);
   });
 
   test("with Letta down, the thread gets a clear one-line answer after the retries", async (t) => {

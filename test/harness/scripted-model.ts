@@ -40,7 +40,8 @@ export type Script =
   | { kind: "long"; words: number } | { kind: "fail"; status: number } | { kind: "echo"; text: string }
   | { kind: "remember"; fact: string } | { kind: "question"; text: string } | { kind: "questions"; texts: string[] }
   | { kind: "flaky"; status: number; times: number; then: number }
-  | { kind: "delegate"; title: string; prompt: string } | { kind: "fix-login" } | { kind: "opencode-result"; text: string };
+  | { kind: "delegate"; title: string; prompt: string } | { kind: "fix-login" } | { kind: "opencode-result"; text: string }
+  | { kind: "deploy"; target: string };
 
 const ATTRIBUTION = /^\s*\[[^\]\n]*\]:?\s*/;
 export function stripAttribution(text: string): string {
@@ -60,6 +61,10 @@ export function chooseScript(userText: string): Script {
   // "remember: <fact>" calls Letta's memory_insert tool (a Letta agent has no write/bash).
   const remember = /^remember:\s*/i.exec(text);
   if (remember) return { kind: "remember", fact: text.slice(remember[0].length).trim() || "something" };
+  // "deploy: <target>" calls deploy_preview {target}: a Letta tool that test/e2e/letta-approvals.test.ts
+  // registers with requires_approval, so the agent stops and asks before it runs.
+  const deploy = /^deploy:\s*/i.exec(text);
+  if (deploy) return { kind: "deploy", target: text.slice(deploy[0].length).trim() || "staging" };
   // "question: <text>" calls OpenCode's question tool (one question, options Yes and No).
   const question = /^question:\s*/i.exec(text);
   if (question) return { kind: "question", text: text.slice(question[0].length).trim() || "Proceed?" };
@@ -192,6 +197,11 @@ function afterTool(messages: ChatMessage[]): string {
     return `Created ${path.basename(String(args.filePath ?? "file"))}.`;
   }
   if (call?.function.name === "memory_insert") return `Noted: ${String(args.new_string ?? "")}`;
+  if (call?.function.name === "deploy_preview") {
+    let said = firstLine;
+    try { const o = JSON.parse(output) as { message?: unknown }; if (typeof o.message === "string") said = o.message; } catch { /* as is */ }
+    return `Preview deployed: ${said}`;
+  }
   if (call?.function.name === "bash") {
     if (/^error|exit code [1-9]|failed/i.test(output)) return `Command failed: ${firstLine}`;
     return `Command finished: ${firstLine}`;
@@ -266,6 +276,7 @@ export async function startScriptedModel(opts: ScriptedModelOptions = {}): Promi
         return { chunks: ["Fixing login.py."], delayMs: tokenDelayMs, toolCall: { name: "write", args: { filePath: path.join(workingDirectory(messages), "login.py"),
           content: 'def login(user, password):\n    if not password:\n        raise ValueError("empty password")\n    return True\n' } } };
       case "opencode-result": return { chunks: splitChunks(delegationSummary(s.text), 3), delayMs: tokenDelayMs };
+      case "deploy": return { chunks: [], delayMs: tokenDelayMs, toolCall: { name: "deploy_preview", args: { target: s.target } } };
       case "echo": return { reasoning, chunks: splitChunks(expectedReply(userText), 5), delayMs: tokenDelayMs };
     }
   }

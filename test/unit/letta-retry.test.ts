@@ -11,12 +11,20 @@ import { createLogger } from "../../src/log.ts";
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse, hit: number, body: string) => void;
 
-async function fakeLetta(handler: Handler): Promise<{ url: string; hits: Array<{ method: string; path: string; headers: http.IncomingHttpHeaders }>; close(): Promise<void> }> {
+async function fakeLetta(handler: Handler): Promise<{ url: string; hits: Array<{ method: string; path: string; headers: http.IncomingHttpHeaders }>; checks: string[]; close(): Promise<void> }> {
   const hits: Array<{ method: string; path: string; headers: http.IncomingHttpHeaders }> = [];
+  // Before re-sending, the bot asks whether Letta already has the message (its history, its
+  // runs); this fake Letta never has it. Those questions are counted apart from the sends.
+  const checks: string[] = [];
   const server = http.createServer((req, res) => {
     let body = "";
     req.on("data", (c: Buffer) => (body += c.toString()));
     req.on("end", () => {
+      if (req.method === "GET" && /^\/v1\/(agents\/[^/]+\/messages|runs)\b/.test(req.url ?? "")) {
+        checks.push(req.url ?? "");
+        json(res, 200, []);
+        return;
+      }
       hits.push({ method: req.method ?? "", path: req.url ?? "", headers: req.headers });
       handler(req, res, hits.length, body);
     });
@@ -26,6 +34,7 @@ async function fakeLetta(handler: Handler): Promise<{ url: string; hits: Array<{
   return {
     url,
     hits,
+    checks,
     close: () =>
       new Promise((r) => {
         server.close(() => r());
@@ -99,6 +108,7 @@ test("503s before the answer are retried, then the stream is read; the SDK heade
     assert.equal(events.length, 3);
     assert.deepEqual(retries, [1, 2]);
     assert.equal(server.hits.length, 3);
+    assert.equal(server.checks.length, 4, "before each re-send it asked whether Letta had the message (history, then runs)");
     const hit = server.hits[2];
     assert.equal(hit?.method, "POST");
     assert.equal(hit?.path, "/v1/agents/agent-1/messages");

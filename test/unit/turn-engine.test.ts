@@ -169,3 +169,25 @@ test("a block the agent's record lacks stays where it was; a shorter text never 
   restored.apply({ type: "snapshot", blocks: [{ type: "tool", id: "t", tool: { name: "bash", subject: "`ls`", status: "done" } }, { type: "text", id: "b", text: "second" }] });
   assert.equal(renderTurn(restored, { final: false, durationMs: 0, working: "" }), "first part\n\n▶️ bash `ls` ✓\n\nsecond part, longer");
 });
+
+test("a graceful stop waits for the pushes still owed (one waiting out a 429), up to its limit", async () => {
+  const { TurnEngine } = await import("../../src/turns/engine.ts");
+  const { createLogger } = await import("../../src/log.ts");
+  const sent: string[] = [];
+  const sender = { send: async (_room: string, content: { body?: unknown }) => { sent.push(String(content.body)); return `$e${sent.length}`; }, sendFile: async () => "$f" };
+  let release: () => void = () => {};
+  const notices = {
+    turnEnded: () => new Promise<void>((r) => (release = () => { sent.push("push"); r(); })),
+  };
+  const engine = new TurnEngine({ sender: sender as never, log: createLogger("silent"), editWindowMs: 10, notices });
+  // The engine's timers do not hold the process open (a running bot has its sockets); the test's must.
+  const alive = setInterval(() => {}, 1000);
+  const turn = engine.open({ target: { roomId: "!r", threadRoot: "$root", replyTo: "$root" }, replyEventId: null, onPosted: () => {}, working: "⏳", promptedBy: "@alice:x" });
+  turn.push({ type: "text", id: "a", delta: "hi" });
+  void turn.finish();
+  assert.equal(await engine.settle(50), 1, "the push is still owed at a short limit");
+  setTimeout(() => release(), 20);
+  assert.equal(await engine.settle(2000), 0, "then it went out before the stop ended");
+  assert.equal(sent.at(-1), "push");
+  clearInterval(alive);
+});

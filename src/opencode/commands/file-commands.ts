@@ -1,9 +1,10 @@
 import { existsSync, realpathSync } from "node:fs";
-import { extname, isAbsolute, relative, resolve, sep } from "node:path";
+import { extname, isAbsolute, posix, relative, resolve, sep } from "node:path";
 import { UsageError, type CommandContext, type CommandSpec, echo } from "../../commands/types.ts";
 import type { OpencodeBackend } from "../backend.ts";
 import { maxAttachmentBytes } from "../../matrix/files.ts";
 import { describeError } from "../errors.ts";
+import type { ServerUnit } from "../server-unit.ts";
 import { formatSize, readConfinedFile } from "./read-confined.ts";
 
 /** Inline in chat up to this size; larger content is attached as a file. */
@@ -37,6 +38,32 @@ const fence = (text: string, lang: string): string => {
   return `${ticks}${lang}\n${text.replace(/\n$/, "")}\n${ticks}`;
 };
 
+/** `file` on a server of another machine: the path is confined by name, and the server reads it. */
+async function showRemoteFile(ctx: CommandContext, unit: ServerUnit, root: string, typed: string): Promise<void> {
+  const path = posix.resolve(root, typed);
+  if (typed.includes("\0") || (path !== root && !path.startsWith(root.endsWith("/") ? root : `${root}/`))) {
+    await ctx.reply(`⛔ Refused: ${echo(typed)} is outside the workspace. Only files inside the workspace can be shown.`);
+    return;
+  }
+  const res = await unit.conn.client.file.read({ directory: root, path: posix.relative(root, path) }).catch(() => undefined);
+  if (!res?.data || res.error !== undefined) {
+    await ctx.reply(`No file ${echo(typed)} in the workspace on the OpenCode server \`${unit.name}\`.`);
+    return;
+  }
+  const f = res.data;
+  const data = f.encoding === "base64" ? Buffer.from(f.content, "base64") : Buffer.from(f.content, "utf8");
+  if (data.length > maxAttachmentBytes) {
+    await ctx.reply(`${echo(typed)} is ${formatSize(data.length)}; the limit is ${formatSize(maxAttachmentBytes)}. Ask the agent for the part you need.`);
+    return;
+  }
+  const name = posix.relative(root, path);
+  if (f.type === "text" && f.encoding !== "base64" && data.length <= inlineLimit) {
+    await ctx.reply(`\`${name}\`\n\n${fence(f.content, extname(name).slice(1))}`);
+    return;
+  }
+  await sendAttachment(ctx, data, name.split("/").join("_") || "file", f.type === "text" ? "text/plain" : (f.mimeType ?? "application/octet-stream"));
+}
+
 export function fileCommands(oc: OpencodeBackend): CommandSpec[] {
   return [
     {
@@ -45,7 +72,7 @@ export function fileCommands(oc: OpencodeBackend): CommandSpec[] {
       where: "thread",
       async run(ctx) {
         const t = ctx.thread!;
-        const res = await oc.conn.client.session.diff({ sessionID: t.sessionId, directory: oc.threadDirectory(t) });
+        const res = await oc.threadServer(t).conn.client.session.diff({ sessionID: t.sessionId, directory: oc.threadDirectory(t) });
         if (res.error !== undefined) throw new Error(describeError(res.error));
         const files = (res.data ?? []).filter((f) => f.file);
         if (files.length === 0) {
@@ -72,6 +99,9 @@ export function fileCommands(oc: OpencodeBackend): CommandSpec[] {
         const typed = ctx.args.trim();
         if (!typed) throw new UsageError("Which file?");
         const root = ctx.thread ? oc.threadDirectory(ctx.thread) : oc.roomDirectory(ctx.msg.roomId);
+        const unit = oc.serverFor(ctx);
+        // Another machine's server: its files are not the bot's to read, so that server is asked.
+        if (!unit.spec.primary) return showRemoteFile(ctx, unit, root, typed);
         let real: string | undefined;
         try {
           real = confinePath(root, typed);

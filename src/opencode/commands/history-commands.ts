@@ -33,7 +33,7 @@ function promptPreview(entry: Entry | undefined): string {
 
 /** Refuses while a turn runs (reverting under a working agent would fight it); else the thread's directory. */
 async function idleDirectory(oc: OpencodeBackend, ctx: CommandContext): Promise<string | undefined> {
-  if (oc.runner.isBusy(ctx.thread!.sessionId)) {
+  if (oc.threadServer(ctx.thread!).runner.isBusy(ctx.thread!.sessionId)) {
     await ctx.reply(`A turn is running in this session. Wait for it to end, or stop it with \`${oc.prefix} abort\`, then try again.`);
     return undefined;
   }
@@ -43,7 +43,7 @@ async function idleDirectory(oc: OpencodeBackend, ctx: CommandContext): Promise<
 async function load(oc: OpencodeBackend, ctx: CommandContext): Promise<{ directory: string; messages: Entry[] } | undefined> {
   const directory = await idleDirectory(oc, ctx);
   if (directory === undefined) return undefined;
-  const res = await oc.conn.client.session.messages({ sessionID: ctx.thread!.sessionId, directory });
+  const res = await oc.threadServer(ctx.thread!).conn.client.session.messages({ sessionID: ctx.thread!.sessionId, directory });
   if (res.error !== undefined) throw new Error(describeError(res.error));
   return { directory, messages: (res.data ?? []) as Entry[] };
 }
@@ -71,7 +71,9 @@ export function historyCommands(oc: OpencodeBackend): CommandSpec[] {
         }
         if (n > prompts.length) throw new UsageError(`This session has ${prompts.length} message${prompts.length === 1 ? "" : "s"}.`);
         const firstLeftOut = prompts[prompts.length - n + 1];
-        const res = await oc.conn.client.session.fork({
+        // The fork is a session of the same server, and its thread stays there (wherever the room moved since).
+        const unit = oc.threadServer(t);
+        const res = await unit.conn.client.session.fork({
           sessionID: t.sessionId,
           directory: loaded.directory,
           ...(firstLeftOut ? { messageID: firstLeftOut.info.id } : {}),
@@ -86,6 +88,7 @@ export function historyCommands(oc: OpencodeBackend): CommandSpec[] {
           ctx.msg.sender,
           `🍴 **${res.data.title}** — fork of [this thread](${threadLink(t.roomId, t.rootEventId)}) ${where}, session \`${res.data.id}\`. Write in this thread to go on from there.`,
           { directory: loaded.directory, model: t.model, agent: t.agent },
+          unit,
         );
         await ctx.reply(`🍴 Forked ${where} into [a new thread](${threadLink(fork.roomId, fork.rootEventId)}), session \`${res.data.id}\`.`);
       },
@@ -98,7 +101,8 @@ export function historyCommands(oc: OpencodeBackend): CommandSpec[] {
         const t = ctx.thread!;
         const loaded = await load(oc, ctx);
         if (!loaded) return;
-        const session = (await oc.conn.client.session.get({ sessionID: t.sessionId, directory: loaded.directory })).data;
+        const client = oc.threadServer(t).conn.client;
+        const session = (await client.session.get({ sessionID: t.sessionId, directory: loaded.directory })).data;
         // Like OpenCode's own /undo: each undo steps back one more prompt from the current revert point.
         const boundary = session?.revert?.messageID;
         const prompts = loaded.messages.filter((m) => m.info.role === "user" && (boundary === undefined || m.info.id < boundary));
@@ -107,7 +111,7 @@ export function historyCommands(oc: OpencodeBackend): CommandSpec[] {
           await ctx.reply("Nothing to undo in this session.");
           return;
         }
-        const res = await oc.conn.client.session.revert({ sessionID: t.sessionId, directory: loaded.directory, messageID: target.info.id });
+        const res = await client.session.revert({ sessionID: t.sessionId, directory: loaded.directory, messageID: target.info.id });
         if (!res.data) throw new Error(describeError(res.error));
         const said = { added: "restored", deleted: "removed", modified: "changed back" } as const;
         const files = filesInDiff(res.data.revert?.diff).map((f) => `\`${f.file}\` (${said[f.change]})`);
@@ -127,13 +131,14 @@ export function historyCommands(oc: OpencodeBackend): CommandSpec[] {
         // Redo needs the revert point only, not the messages.
         const directory = await idleDirectory(oc, ctx);
         if (directory === undefined) return;
-        const session = (await oc.conn.client.session.get({ sessionID: t.sessionId, directory })).data;
+        const client = oc.threadServer(t).conn.client;
+        const session = (await client.session.get({ sessionID: t.sessionId, directory })).data;
         if (!session?.revert) {
           await ctx.reply("Nothing to redo in this session.");
           return;
         }
         const files = filesInDiff(session.revert.diff).map((f) => `\`${f.file}\``);
-        const res = await oc.conn.client.session.unrevert({ sessionID: t.sessionId, directory });
+        const res = await client.session.unrevert({ sessionID: t.sessionId, directory });
         if (!res.data) throw new Error(describeError(res.error));
         await ctx.reply(`↪️ Redid what was undone. ${files.length ? `Files back as the agent left them: ${files.join(", ")}.` : "No files had changed."}`);
       },

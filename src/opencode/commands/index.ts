@@ -7,6 +7,7 @@ import { permissionCommands } from "./permission-commands.ts";
 import { powerCommands } from "./power-commands.ts";
 import { questionCommands } from "./question-commands.ts";
 import { scheduleCommands } from "./schedule-commands.ts";
+import { serverCommands } from "./server-commands.ts";
 import { sessionCommands } from "./session-commands.ts";
 import { settingCommands } from "./setting-commands.ts";
 import { worktreeCommands } from "./worktree-commands.ts";
@@ -19,9 +20,10 @@ export function opencodeCommands(oc: OpencodeBackend): CommandSpec[] {
     nowCommand(oc),
     ...worktreeCommands(oc),
     ...scheduleCommands(oc),
-    ...permissionCommands(oc.d.permissions),
-    ...questionCommands(oc.d.questions),
+    ...permissionCommands((t) => oc.threadServer(t).permissions),
+    ...questionCommands((t) => oc.threadServer(t).questions),
     ...fileCommands(oc),
     ...settingCommands(oc),
+    ...serverCommands(oc),
   ];
 }

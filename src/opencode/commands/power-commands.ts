@@ -16,7 +16,7 @@ const describeQueued = (q: QueuedPrompt): string => cut(q.command ? `/${q.comman
 
 async function projectCommands(oc: OpencodeBackend, ctx: CommandContext): Promise<Command[]> {
   const directory = ctx.thread ? oc.threadDirectory(ctx.thread) : oc.roomDirectory(ctx.msg.roomId);
-  const res = await oc.conn.client.command.list({ directory });
+  const res = await oc.serverFor(ctx).conn.client.command.list({ directory });
   if (res.error !== undefined) throw new Error(describeError(res.error));
   return res.data ?? [];
 }
@@ -34,7 +34,7 @@ export function powerCommands(oc: OpencodeBackend): CommandSpec[] {
         const t = ctx.thread;
         if (!t) {
           if (arg) throw new UsageError("Queue a prompt inside its session thread.");
-          const rows = oc.runner.queue.inRoom(ctx.msg.roomId);
+          const rows = oc.servers.all.flatMap((u) => u.runner.queue.inRoom(ctx.msg.roomId)).sort((a, b) => a.id - b.id);
           if (rows.length === 0) {
             await ctx.reply("Nothing is queued in this room.");
             return;
@@ -43,9 +43,10 @@ export function powerCommands(oc: OpencodeBackend): CommandSpec[] {
           await ctx.reply(`**Queued prompts in this room** (${rows.length}):\n\n${lines.join("\n")}`);
           return;
         }
+        const runner = oc.threadServer(t).runner;
         if (arg === "") {
-          const rows = oc.runner.queue.list(t.sessionId);
-          const running = oc.runner.isBusy(t.sessionId) ? "A turn is running." : "No turn is running.";
+          const rows = runner.queue.list(t.sessionId);
+          const running = runner.isBusy(t.sessionId) ? "A turn is running." : "No turn is running.";
           if (rows.length === 0) {
             await ctx.reply(`Nothing is queued in this session. ${running}`);
             return;
@@ -54,7 +55,7 @@ export function powerCommands(oc: OpencodeBackend): CommandSpec[] {
           return;
         }
         if (arg.toLowerCase() === "clear") {
-          const n = oc.runner.queue.clear(t.sessionId);
+          const n = runner.queue.clear(t.sessionId);
           await ctx.reply(n === 0 ? "Nothing was queued." : `🗑️ Removed ${n} queued prompt${n === 1 ? "" : "s"}.`);
           return;
         }
@@ -97,20 +98,22 @@ export function powerCommands(oc: OpencodeBackend): CommandSpec[] {
     },
     {
       name: "restart-server",
-      summary: "restart the OpenCode server the bot started, so that a changed opencode.json takes effect",
+      summary: "restart the OpenCode server the bot started (the room's server), so that a changed opencode.json takes effect",
       where: "any",
       rights: "admin",
       async run(ctx) {
-        const restart = oc.d.restartServer;
+        const unit = oc.serverFor(ctx);
+        const restart = unit.restartServer;
         if (!restart) {
+          const name = oc.servers.several ? ` \`${unit.name}\`` : "";
           await ctx.reply(
-            `The OpenCode server at ${oc.conn.url} was not started by this bot, so the bot cannot restart it. ` +
+            `The OpenCode server${name} at ${unit.conn.url} was not started by this bot, so the bot cannot restart it. ` +
               "Restart it where it runs; the bot reconnects by itself.",
           );
           return;
         }
-        if (oc.runner.activeCount > 0) {
-          const n = oc.runner.activeCount;
+        if (unit.runner.activeCount > 0) {
+          const n = unit.runner.activeCount;
           await ctx.reply(`${n} turn${n === 1 ? " is" : "s are"} running; a restart would cut ${n === 1 ? "it" : "them"} off. Wait, or \`${p} abort\` in ${n === 1 ? "its" : "their"} thread, then try again.`);
           return;
         }

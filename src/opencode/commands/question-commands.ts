@@ -1,8 +1,9 @@
 import { UsageError, type CommandSpec } from "../../commands/types.ts";
+import type { ThreadRow } from "../../store/threads.ts";
 import type { QuestionDesk } from "../question-desk.ts";
 
-/** `answer <n or text>`: answers the question OpenCode's agent is waiting on in this thread. */
-export function questionCommands(desk: QuestionDesk): CommandSpec[] {
+/** `answer <n or text>`: answers the question OpenCode's agent is waiting on in this thread (`deskOf`: its server's desk). */
+export function questionCommands(deskOf: (thread: ThreadRow) => QuestionDesk): CommandSpec[] {
   return [
     {
       name: "answer",
@@ -11,6 +12,7 @@ export function questionCommands(desk: QuestionDesk): CommandSpec[] {
       where: "thread",
       async run(ctx) {
         const t = ctx.thread!;
+        const desk = deskOf(t);
         if (!desk.pendingIn(t.roomId, t.rootEventId)) {
           await ctx.reply("No question is waiting for an answer in this session.");
           return;

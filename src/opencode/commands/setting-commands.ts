@@ -1,22 +1,45 @@
 import { existsSync, realpathSync, statSync } from "node:fs";
-import { resolve, sep } from "node:path";
+import { posix, resolve, sep } from "node:path";
 import { UsageError, type CommandSpec, echo } from "../../commands/types.ts";
 import type { OpencodeBackend } from "../backend.ts";
 import { parseModel } from "../backend.ts";
+import type { ServerUnit } from "../server-unit.ts";
 
-async function knownModels(oc: OpencodeBackend, directory: string): Promise<string[] | undefined> {
-  const res = await oc.conn.client.config.providers({ directory }).catch(() => undefined);
+async function knownModels(unit: ServerUnit, directory: string): Promise<string[] | undefined> {
+  const res = await unit.conn.client.config.providers({ directory }).catch(() => undefined);
   const providers = res?.data?.providers;
   if (!providers) return undefined;
   return providers.flatMap((p) => Object.keys(p.models ?? {}).map((m) => `${p.id}/${m}`));
 }
 
-async function knownAgents(oc: OpencodeBackend, directory: string): Promise<string[] | undefined> {
-  const res = await oc.conn.client.app.agents({ directory }).catch(() => undefined);
+async function knownAgents(unit: ServerUnit, directory: string): Promise<string[] | undefined> {
+  const res = await unit.conn.client.app.agents({ directory }).catch(() => undefined);
   return res?.data?.map((a) => a.name);
 }
 
 const list = (xs: string[]): string => xs.slice(0, 15).map((x) => `\`${x}\``).join(", ") + (xs.length > 15 ? ", …" : "");
+
+type Project = { kind: "ok"; dir: string } | { kind: "missing" } | { kind: "outside"; roots: string[] };
+
+function localProject(projectRoots: string[], typed: string): Project {
+  const roots = projectRoots.filter((r) => existsSync(r)).map((r) => realpathSync(r));
+  const candidate = resolve(roots[0] ?? ".", typed);
+  const real = existsSync(candidate) ? realpathSync(candidate) : undefined;
+  if (!real || !statSync(real).isDirectory()) return { kind: "missing" };
+  if (!roots.some((r) => real === r || real.startsWith(r + sep))) return { kind: "outside", roots };
+  return { kind: "ok", dir: real };
+}
+
+async function remoteProject(unit: ServerUnit, typed: string): Promise<Project> {
+  const roots = unit.spec.projectRoots.map((r) => posix.resolve(r));
+  const dir = posix.resolve(roots[0] ?? "/", typed);
+  const root = roots.find((r) => dir === r || dir.startsWith(r === "/" ? r : r + "/"));
+  if (root === undefined) return { kind: "outside", roots };
+  if (unit.conn.state !== "connected") throw new Error(`the OpenCode server \`${unit.name}\` is not reachable now, so it cannot say whether \`${dir}\` is there`);
+  // OpenCode lists a directory inside its project; a path that is not a directory there is an error.
+  const res = await unit.conn.client.file.list({ directory: root, path: posix.relative(root, dir) || "." }).catch(() => undefined);
+  return res?.data && res.error === undefined ? { kind: "ok", dir } : { kind: "missing" };
+}
 
 export function settingCommands(oc: OpencodeBackend): CommandSpec[] {
   return [
@@ -29,7 +52,7 @@ export function settingCommands(oc: OpencodeBackend): CommandSpec[] {
         const spec = ctx.args.trim();
         if (!parseModel(spec)) throw new UsageError(spec ? `\`${spec.slice(0, 80)}\` is not of the form provider/model.` : "Which model?");
         const dir = ctx.thread ? oc.threadDirectory(ctx.thread) : oc.roomDirectory(ctx.msg.roomId);
-        const models = await knownModels(oc, dir);
+        const models = await knownModels(oc.serverFor(ctx), dir);
         if (models && !models.includes(spec)) {
           await ctx.reply(`Unknown model ${echo(spec)}. Available: ${list(models)}.`);
           return;
@@ -48,7 +71,7 @@ export function settingCommands(oc: OpencodeBackend): CommandSpec[] {
         const name = ctx.args.trim();
         if (!/^[\w.-]{1,64}$/.test(name)) throw new UsageError(name ? `\`${name.slice(0, 80)}\` is not an agent name.` : "Which agent?");
         const dir = ctx.thread ? oc.threadDirectory(ctx.thread) : oc.roomDirectory(ctx.msg.roomId);
-        const agents = await knownAgents(oc, dir);
+        const agents = await knownAgents(oc.serverFor(ctx), dir);
         if (agents && !agents.includes(name)) {
           await ctx.reply(`Unknown agent ${echo(name)}. Available: ${list(agents)}.`);
           return;
@@ -67,19 +90,20 @@ export function settingCommands(oc: OpencodeBackend): CommandSpec[] {
       async run(ctx) {
         const typed = ctx.args.trim();
         if (!typed) throw new UsageError("Which directory?");
-        const roots = oc.d.projectRoots.filter((r) => existsSync(r)).map((r) => realpathSync(r));
-        const candidate = resolve(roots[0] ?? ".", typed);
-        const real = existsSync(candidate) ? realpathSync(candidate) : undefined;
-        if (!real || !statSync(real).isDirectory()) {
-          await ctx.reply(`No directory ${echo(typed)}.`);
+        const unit = oc.roomServer(ctx.msg.roomId);
+        // The server `default` shares the bot's files: symlinks are followed there. Another
+        // machine's directories are checked by name, and by asking that server whether it is there.
+        const found = unit.spec.primary ? localProject(unit.spec.projectRoots, typed) : await remoteProject(unit, typed);
+        if (found.kind === "missing") {
+          await ctx.reply(`No directory ${echo(typed)}${oc.servers.several ? ` on the OpenCode server \`${unit.name}\`` : ""}.`);
           return;
         }
-        if (!roots.some((r) => real === r || real.startsWith(r + sep))) {
-          await ctx.reply(`⛔ ${echo(typed)} is outside the allowed project roots (${list(roots)}).`);
+        if (found.kind === "outside") {
+          await ctx.reply(`⛔ ${echo(typed)} is outside the allowed project roots (${list(found.roots)}).`);
           return;
         }
-        ctx.services.rooms.set(ctx.msg.roomId, "workspaceDir", real);
-        await ctx.reply(`New sessions in this room work in \`${real}\`.`);
+        ctx.services.rooms.set(ctx.msg.roomId, "workspaceDir", found.dir);
+        await ctx.reply(`New sessions in this room work in \`${found.dir}\`${oc.servers.several ? ` on the OpenCode server \`${unit.name}\`` : ""}.`);
       },
     },
   ];

@@ -20,7 +20,8 @@ export function worktreeCommands(oc: OpencodeBackend): CommandSpec[] {
           throw new UsageError(name ? `\`${name.slice(0, 60)}\` cannot be a branch name here (letters, digits, \`.\`, \`_\`, \`-\`).` : "Which name?");
         }
         const projectDir = oc.roomDirectory(ctx.msg.roomId);
-        const created = await oc.conn.client.worktree.create({ directory: projectDir, worktreeCreateInput: { name } });
+        const unit = oc.roomServer(ctx.msg.roomId);
+        const created = await unit.conn.client.worktree.create({ directory: projectDir, worktreeCreateInput: { name } });
         if (!created.data) {
           await ctx.reply(`⚠️ Could not create a worktree of \`${projectDir}\`: ${describeError(created.error)}. The room's project must be a git repository with at least one commit.`);
           return;
@@ -28,16 +29,16 @@ export function worktreeCommands(oc: OpencodeBackend): CommandSpec[] {
         const wt = created.data;
         const branch = wt.branch ?? `opencode/${wt.name}`;
         const title = `🌿 ${branch}`;
-        const session = await oc.conn.client.session.create({ title, directory: wt.directory });
-        if (!session.data) throw new Error(`OpenCode could not create a session: ${describeError(session.error)}`);
+        const sessionId = await oc.newSession(unit, title, wt.directory);
         const thread = await oc.openThread(
           ctx.msg.roomId,
-          session.data.id,
+          sessionId,
           title,
           ctx.msg.sender,
-          `🌿 **${branch}** — new git worktree \`${wt.directory}\` of \`${projectDir}\`, session \`${session.data.id}\`. ` +
+          `🌿 **${branch}** — new git worktree \`${wt.directory}\` of \`${projectDir}\`, session \`${sessionId}\`. ` +
             `Write in this thread to work on the branch; \`${p} merge\` here merges it into the default branch.`,
           { directory: wt.directory },
+          unit,
         );
         store.insert({ roomId: thread.roomId, rootEventId: thread.rootEventId, name: wt.name, branch, directory: wt.directory, projectDir, createdBy: ctx.msg.sender });
       },
@@ -53,7 +54,7 @@ export function worktreeCommands(oc: OpencodeBackend): CommandSpec[] {
           await ctx.reply(`This thread's session does not work in a worktree. \`${p} worktree <name>\` at the top level starts one.`);
           return;
         }
-        if (oc.runner.isBusy(t.sessionId)) {
+        if (oc.threadServer(t).runner.isBusy(t.sessionId)) {
           await ctx.reply(`A turn is running on \`${w.branch}\`. Wait for it to end, or \`${p} abort\`, then merge.`);
           return;
         }
