@@ -34,8 +34,12 @@ export type OpencodeServerConfig = z.infer<typeof opencodeServerSchema>;
 export const opencodeServersSchema = z.preprocess(
   (v) => v ?? undefined,
   z
-    .record(z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, "must be a short lower-case name (letters, digits, -)"), opencodeServerSchema)
+    .record(z.string(), opencodeServerSchema)
     .superRefine((servers, ctx) => {
+      // A name is said in chat (`!oc server <name>`) and stored with each thread.
+      for (const name of Object.keys(servers)) {
+        if (!/^[a-z][a-z0-9-]{0,31}$/.test(name)) ctx.addIssue({ code: "custom", path: [name], message: "must be a short lower-case name (letters, digits, -)" });
+      }
       if (primaryServerName in servers) {
         ctx.addIssue({ code: "custom", path: [primaryServerName], message: `"${primaryServerName}" is the server of opencode.serverUrl (or the embedded one); give this one another name` });
       }

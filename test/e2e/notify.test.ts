@@ -121,7 +121,10 @@ describe("notifications from the OpenCode plugin", () => {
     assert.match(String(skipped.reason), /streaming session|has just posted the reply/);
     await new Promise((r) => setTimeout(r, 500));
     const botEvents = (await env.botReplies(root)).filter((e) => (e.content["m.relates_to"] as { rel_type?: string }).rel_type === "m.thread");
-    assert.deepEqual(botEvents.map((e) => e.event_id), [reply.replyId], "only the reply itself in the thread");
+    // The reply, and the turn's one push to who asked (the engine's); no notice of the plugin's.
+    const pushes = botEvents.filter((e) => e.content.msgtype === "m.text" && String(e.content.body).startsWith("✅"));
+    assert.equal(pushes.length, 1, "one push to who asked");
+    assert.deepEqual(botEvents.filter((e) => !pushes.includes(e)).map((e) => e.event_id), [reply.replyId], "only the reply itself in the thread, besides the push");
     const notices = alice.seenEvents(env.roomId).filter((e) => e.sender === env.botUserId && isTopLevel(e) && String(e.content.body).includes(sessionId));
     assert.deepEqual(notices, [], "nothing about it in the default room either");
   });

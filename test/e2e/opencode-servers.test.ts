@@ -1,6 +1,6 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createOpencodeClient } from "@opencode-ai/sdk/v2";
 import { startTestOpencode, type TestOpencode } from "../harness/opencode.ts";
@@ -178,8 +178,21 @@ describe("two OpenCode servers", () => {
       match: (e) => String(e.content.body) === "✅ Reconnected to the OpenCode server `second`.",
       description: "the reconnect notice in room B",
     });
+    // The turn cut off by the outage is finished from the second server's own record once it is back.
+    assert.match(splitFooter(await finalReply(roomB, slow, slow)).text, /^slow1 slow2 slow3[\s\S]*stopped before it was complete/);
     const after = await alice.sendText(roomB, "!oc back on the second server");
     assert.equal(splitFooter(await finalReply(roomB, after, after)).text, "Echo: back on the second server");
     assert.equal(threadRow(after)?.server, "second");
+  });
+
+  test("`!oc project` and `!oc file` in a room on another server ask that server, inside its project roots", async () => {
+    mkdirSync(join(wsB, "sub"), { recursive: true });
+    writeFileSync(join(wsB, "sub", "note.txt"), "a note on the second server\n");
+    assert.equal(await ask(roomB, "!oc project sub"), `New sessions in this room work in \`${join(wsB, "sub")}\` on the OpenCode server \`second\`.`);
+    assert.match(await ask(roomB, "!oc project ../.."), /^⛔ `\.\.\/\.\.` is outside the allowed project roots/);
+    assert.equal(await ask(roomB, "!oc project nowhere-here"), "No directory `nowhere-here` on the OpenCode server `second`.");
+    assert.match(await ask(roomB, "!oc file note.txt"), /^`note\.txt`\n\n```txt\na note on the second server\n```$/);
+    assert.match(await ask(roomB, "!oc file ../../etc/passwd"), /^⛔ Refused: .* is outside the workspace/);
+    assert.equal(await ask(roomB, "!oc file missing.txt"), "No file `missing.txt` in the workspace on the OpenCode server `second`.");
   });
 });

@@ -45,7 +45,10 @@ async function showRemoteFile(ctx: CommandContext, unit: ServerUnit, root: strin
     await ctx.reply(`⛔ Refused: ${echo(typed)} is outside the workspace. Only files inside the workspace can be shown.`);
     return;
   }
-  const res = await unit.conn.client.file.read({ directory: root, path: posix.relative(root, path) }).catch(() => undefined);
+  // OpenCode reads a missing file as empty: its directory's listing says whether it is there, and a file.
+  const listed = await unit.conn.client.file.list({ directory: root, path: posix.relative(root, posix.dirname(path)) || "." }).catch(() => undefined);
+  const isFile = (listed?.data ?? []).some((n) => n.type === "file" && posix.resolve(root, n.path) === path);
+  const res = isFile ? await unit.conn.client.file.read({ directory: root, path: posix.relative(root, path) }).catch(() => undefined) : undefined;
   if (!res?.data || res.error !== undefined) {
     await ctx.reply(`No file ${echo(typed)} in the workspace on the OpenCode server \`${unit.name}\`.`);
     return;
