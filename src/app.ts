@@ -118,8 +118,8 @@ export async function startBot(config: BotConfig, log: Logger, opts: { configFil
   if (replayed > 0) log.info({ replayed }, "resuming messages accepted before the last stop");
   // The homeserver's default is 10 timeline events per room and sync: after a restart (or a long
   // recovery) a busy room would lose what came before the last 10, and the bot's own edits
-  // are most of them. Its own events are never requests, so they are left out of the sync.
-  await client.start({ room: { timeline: { limit: 200, not_senders: [userId] } } });
+  // are most of them. (Its own events must stay in: the SDK finds its joins among them.)
+  await client.start({ room: { timeline: { limit: 200 } } });
   // Prompts from the `send` CLI and due schedules; they wait while the backend is unreachable or recovering.
   const scheduler = new Scheduler({
     db, store: new ScheduleStore(db), target: opencode, threads, sender,
