@@ -149,7 +149,6 @@ export async function createServerUnit(config: BotConfig, spec: ServerSpec, d: O
     log: log.child({ component: "turns" }),
     engine: d.engine,
     serverLabel: spec.named ? serverLabel(spec) : undefined,
-    completionNoticeAfterMs: config.rendering.completionNoticeAfterMs,
     onTurnEnd: (outcome) => d.metrics.turnEnded(outcome),
   });
   // Only a server the bot started can be restarted by it (`!oc restart-server`); same port, so the client keeps its URL.

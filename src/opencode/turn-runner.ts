@@ -15,7 +15,7 @@ import { describeError } from "./errors.ts";
 import { ascendingId } from "./ids.ts";
 import { decodePrompt, encodePrompt, sendCommand, sendPrompt, type PromptCall } from "./prompt-call.ts";
 import { PromptQueue, type CommandCall, type PromptOptions } from "./prompt-queue.ts";
-import { TurnNotices, type RetrySettings } from "./turn-notices.ts";
+import { TurnNotices, type RetrySettings } from "../turns/notices.ts";
 import { TurnTracker, type ActiveTurn } from "./turn-tracker.ts";
 
 export type { CommandCall, PromptOptions } from "./prompt-queue.ts";
@@ -31,8 +31,6 @@ export interface TurnRunnerDeps {
   log: Logger;
   workspaceDir: string;
   engine: TurnEngine;
-  /** For the notices that the server went away and came back. */
-  completionNoticeAfterMs: number;
   onTurnEnd?: (outcome: "done" | "failed") => void;
   /** This server's view of the prompt queue (server-scope.ts); default: the whole queue. */
   queue?: PromptQueue | undefined;
@@ -54,7 +52,8 @@ export class TurnRunner {
 
   constructor(deps: TurnRunnerDeps) {
     this.d = deps;
-    this.notices = new TurnNotices({ sender: deps.sender, names: deps.names, log: deps.log, completionNoticeAfterMs: deps.completionNoticeAfterMs, server: deps.serverLabel });
+    // Only the notices that the server went away and came back: the end of a turn is the engine's.
+    this.notices = new TurnNotices({ sender: deps.sender, names: deps.names, log: deps.log, label: "OpenCode", server: deps.serverLabel });
     this.queue = deps.queue ?? new PromptQueue(deps.db);
     this.tracker = new TurnTracker({
       ...deps,
