@@ -1,4 +1,4 @@
-import { Letta } from "@letta-ai/letta-client";
+import { APIConnectionTimeoutError, Letta } from "@letta-ai/letta-client";
 import type { Logger } from "../log.ts";
 
 export interface AgentInfo {
@@ -25,7 +25,8 @@ function messageOf(input: string | ApprovalAnswer, otid: string): { role: "user"
 }
 
 export { AlreadyAccepted, describeLettaError, isNotFound, isRetryable, withRetry, type LettaStream, type RetryNotice, type RetryPolicy } from "./retry.ts";
-import { AlreadyAccepted, isNotFound, scrubToken, withRetry, type LettaStream, type RetryNotice, type RetryPolicy } from "./retry.ts";
+import { AlreadyAccepted, isNotFound, neverArrived, scrubToken, withRetry, type LettaStream, type RetryNotice, type RetryPolicy } from "./retry.ts";
+import { findMessageRun, type RunLookup, type RunWait } from "./runs.ts";
 
 function toInfo(a: { id: string; name: string; model?: string | null; llm_config?: { handle?: string | null; model?: string } | null }): AgentInfo {
   return { id: a.id, name: a.name, model: a.model ?? a.llm_config?.handle ?? a.llm_config?.model ?? "unknown model" };
@@ -59,11 +60,14 @@ export class LettaApi {
   readonly client: Letta;
   readonly policy: RetryPolicy;
   private readonly log: Logger;
+  /** How long the questions before a re-send may take: a server that did not answer the send in time rarely answers them. */
+  private readonly checkTimeoutMs: number;
 
   constructor(opts: LettaApiOptions) {
     this.baseUrl = opts.baseUrl.replace(/\/+$/, "");
     this.policy = { maxRetries: opts.maxRetries, retryDelayMs: opts.retryDelayMs };
     this.log = opts.log;
+    this.checkTimeoutMs = Math.min(5000, Math.max(500, opts.timeoutMs / 2));
     if (opts.apiToken) scrubToken(opts.apiToken);
     this.client = new Letta({ baseURL: this.baseUrl, apiKey: opts.apiToken ?? null, maxRetries: 0, timeout: opts.timeoutMs, logLevel: "off" });
   }
@@ -71,6 +75,9 @@ export class LettaApi {
   private retry<T>(what: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     return withRetry(fn, this.policy, {
       signal,
+      // A server that let a call time out is hung or swamped: asking again would hold the room up
+      // for another timeout each time.
+      mayRetry: (err) => !(err instanceof APIConnectionTimeoutError),
       onRetry: (n) => this.log.warn({ what, attempt: n.attempt, of: n.of, delayMs: n.delayMs, err: n.error }, "Letta request failed; retrying"),
     });
   }
@@ -131,7 +138,7 @@ export class LettaApi {
 
   /**
    * Sends one user message and resolves with the answer stream as soon as Letta accepted it.
-   * Retried only until Letta answers: once the stream began the message is never sent again.
+   * Sent again only while Letta provably does not have it: once the stream began, never.
    */
   async sendStreaming(
     agentId: string,
@@ -141,12 +148,8 @@ export class LettaApi {
   ): Promise<LettaStream> {
     const firstSentAt = Date.now();
     return withRetry(
-      async (attempt) => {
-        // A 5xx may come from a proxy after Letta took the message: before sending again, ask
-        // Letta whether it has it (our otid in its history, or a run it started since we sent;
-        // the bot sends one message at a time per agent). Only what provably did not arrive is sent again.
-        if (attempt > 1 && ((await this.hasMessage(agentId, otid)) || (await this.runSince(agentId, firstSentAt)))) throw new AlreadyAccepted();
-        return (await this.client.agents.messages.create(
+      async () =>
+        (await this.client.agents.messages.create(
           agentId,
           {
             messages: [messageOf(input, otid)],
@@ -155,11 +158,21 @@ export class LettaApi {
             include_pings: true,
           },
           { signal: opts.signal },
-        )) as unknown as LettaStream;
-      },
+        )) as unknown as LettaStream,
       this.policy,
       {
         signal: opts.signal,
+        // A refused connection never reached Letta. A timeout or a 5xx (perhaps a proxy's, after
+        // Letta took the message) may have: Letta is asked whether it has it (our otid in its
+        // history, or a run it started since we sent; the bot sends one message at a time per
+        // agent). Sent again only when it provably does not; when Letta cannot say, not at all.
+        mayRetry: async (err) => {
+          if (neverArrived(err)) return true;
+          const has = await this.arrived(agentId, otid, firstSentAt);
+          if (has === true) throw new AlreadyAccepted();
+          if (has === undefined) (err as { unconfirmed?: boolean }).unconfirmed = true;
+          return has === false;
+        },
         onRetry: async (n) => {
           this.log.warn({ agentId, attempt: n.attempt, of: n.of, delayMs: n.delayMs, err: n.error }, "sending to Letta failed before it answered; retrying");
           await opts.onRetry?.(n);
@@ -168,29 +181,39 @@ export class LettaApi {
     );
   }
 
-  /** Whether Letta started a run for the agent at or after `since` (ms): a message of ours it is answering or answered. */
-  async runSince(agentId: string, since: number): Promise<boolean> {
+  /** Whether Letta has the message sent with `otid` at `since` (ms): true, false, or undefined when it cannot tell in time. */
+  async arrived(agentId: string, otid: string, since: number): Promise<boolean | undefined> {
+    const [has, ran] = await Promise.all([this.hasMessage(agentId, otid), this.runSince(agentId, since)]);
+    if (has === true || ran === true) return true;
+    return has === false && ran === false ? false : undefined;
+  }
+
+  /** Whether Letta started a run for the agent at or after `since` (ms): a message of ours it is answering or answered. Undefined: could not ask. */
+  async runSince(agentId: string, since: number): Promise<boolean | undefined> {
     try {
-      const runs = await this.client.runs.list({ agent_id: agentId, limit: 1, order: "desc" } as never);
+      const runs = await this.client.runs.list({ agent_id: agentId, limit: 1, order: "desc" } as never, { timeout: this.checkTimeoutMs });
       const newest = runs.getPaginatedItems()[0] as { created_at?: string | null } | undefined;
       return newest?.created_at ? Date.parse(newest.created_at.endsWith("Z") ? newest.created_at : `${newest.created_at}Z`) >= since : false;
     } catch (err) {
       this.log.warn({ agentId, err }, "could not list the agent's runs");
-      return false;
+      return undefined;
     }
   }
 
-  /** Whether the agent's recent history holds a message sent with this otid (a send whose answer was lost). */
-  async hasMessage(agentId: string, otid: string): Promise<boolean> {
+  /** Whether the agent's recent history holds a message sent with this otid (a send whose answer was lost). Undefined: could not ask. */
+  async hasMessage(agentId: string, otid: string): Promise<boolean | undefined> {
     try {
-      const page = await this.client.agents.messages.list(agentId, { limit: 50, order: "desc" } as never);
+      const page = await this.client.agents.messages.list(agentId, { limit: 50, order: "desc" } as never, { timeout: this.checkTimeoutMs });
       return page.getPaginatedItems().some((m) => (m as { otid?: string | null }).otid === otid);
     } catch (err) {
-      // Unknown: sending again could double it, not sending could lose it. Letta's own
-      // dedupe by otid is the last guard; the failure is logged.
       this.log.warn({ agentId, err }, "could not check whether Letta already has the message");
-      return false;
+      return undefined;
     }
+  }
+
+  /** After a restart: the run of the message sent with `otid` at `sentAt`, once it ended (see runs.ts). */
+  findMessageRun(agentId: string, otid: string, sentAt: number, w: Omit<RunWait, "log">): Promise<RunLookup> {
+    return findMessageRun(this.client, agentId, otid, sentAt, { ...w, log: this.log });
   }
 
   // Tools and secrets, for agents that delegate to OpenCode through the bot (src/mcp/).

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { titleFrom, type AgentBackend, type PromptRequest } from "../commands/backend.ts";
 import type { CommandSpec } from "../commands/types.ts";
 import type { Logger } from "../log.ts";
+import { crashPoint } from "../process/crash-point.ts";
 import { threadMessage, type ThreadTarget } from "../matrix/content.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
 import type { Db } from "../store/db.ts";
@@ -14,7 +15,7 @@ import { describeLettaError, type AgentInfo, type LettaApi } from "./api.ts";
 import { LettaApprovalStore, type ApprovalRow } from "./approval-store.ts";
 import { LettaApprovals } from "./approvals.ts";
 import type { LettaHooks } from "./hooks.ts";
-import type { LettaRoomStore, LettaTurnStore } from "./store.ts";
+import type { LettaPrompt, LettaRoomStore, LettaTurnStore } from "./store.ts";
 import { runTurn, type TurnJob } from "./turn.ts";
 
 export interface LettaBackendDeps {
@@ -40,14 +41,10 @@ export interface LettaBackendDeps {
 
 
 /** What a waiting message needs to start its turn (its row holds the rest). */
-interface QueuedMessage {
+interface QueuedMessage extends LettaPrompt {
   turnId: number;
-  agentName: string;
-  /** What is sent to the agent (attributed: "[Alice] …"). */
-  text: string;
-  title: string | undefined;
-  /** The turn that answers an approval request (`text` is unused): the request's row, and the answer. */
-  approval?: { id: number; approve: boolean; reason?: string | undefined } | undefined;
+  /** A turn a previous process left running, put first in its agent's queue at start-up. */
+  recover?: boolean | undefined;
 }
 
 /** Thrown when a room has no agent to talk to; the message is the answer. */
@@ -99,13 +96,14 @@ export class LettaBackend implements AgentBackend {
    */
   private continueAfter(row: ApprovalRow, approve: boolean, by: string, reason: string | undefined): () => void {
     const promptEventId = row.messageEventId ?? row.replyEventId ?? row.rootEventId;
-    const turn = this.d.turns.start({ roomId: row.roomId, rootEventId: row.rootEventId, agentId: row.agentId, promptEventId, otid: randomUUID(), promptedBy: row.askedOf });
-    this.d.threads.touch(row.roomId, row.rootEventId);
     const title = this.d.threads.get(row.roomId, row.rootEventId)?.title ?? undefined;
+    const prompt: LettaPrompt = { agentName: row.agentName, text: "", title, approval: { id: row.id, approve, reason } };
+    const turn = this.d.turns.start({ roomId: row.roomId, rootEventId: row.rootEventId, agentId: row.agentId, promptEventId, otid: randomUUID(), promptedBy: row.askedOf }, prompt);
+    this.d.threads.touch(row.roomId, row.rootEventId);
     this.lanes.queue.add(
       { key: row.agentId, roomId: row.roomId, rootEventId: row.rootEventId },
       { roomId: row.roomId, eventId: promptEventId, sender: by, text: approve ? "(approved)" : `(denied${reason ? `: ${reason}` : ""})` },
-      { turnId: turn.id, agentName: row.agentName, text: "", title, approval: { id: row.id, approve, reason } },
+      { ...prompt, turnId: turn.id },
       { front: true },
     );
     return () => void this.lanes.kick(row.agentId);
@@ -165,6 +163,7 @@ export class LettaBackend implements AgentBackend {
       });
       return this.record(req, root, agent.id, { agentName: agent.name, text, title });
     })();
+    crashPoint("thread-row");
     const queued = this.submit(agent.id, queueId);
     if (queued > 0) await this.d.sender.react(req.roomId, req.eventId, `🕐 ${queued}`);
   }
@@ -179,8 +178,8 @@ export class LettaBackend implements AgentBackend {
   }
 
   /** The turn row, the queue entry and the inbox mark commit together: a restart finds the message waiting, or running. */
-  private record(req: PromptRequest, root: string, agentId: string, m: Omit<QueuedMessage, "turnId">): number {
-    const row = this.d.turns.start({ roomId: req.roomId, rootEventId: root, agentId, promptEventId: req.eventId, otid: randomUUID(), promptedBy: req.sender });
+  private record(req: PromptRequest, root: string, agentId: string, m: LettaPrompt): number {
+    const row = this.d.turns.start({ roomId: req.roomId, rootEventId: root, agentId, promptEventId: req.eventId, otid: randomUUID(), promptedBy: req.sender }, m);
     this.d.inbox.markDone(req.eventId);
     return this.lanes.queue.add({ key: agentId, roomId: req.roomId, rootEventId: root }, { roomId: req.roomId, eventId: req.eventId, sender: req.sender, text: req.text }, { ...m, turnId: row.id });
   }
@@ -199,6 +198,7 @@ export class LettaBackend implements AgentBackend {
   private async runQueued(item: QueuedTurn<QueuedMessage>): Promise<void> {
     const row = this.d.turns.get(item.payload.turnId);
     if (row?.status !== "running") return;
+    crashPoint("turn-row");
     const answer = item.payload.approval;
     const asked = answer && this.approvals.store.get(answer.id);
     if (answer && !asked) return this.d.turns.finish(row.id, "failed");
@@ -208,7 +208,8 @@ export class LettaBackend implements AgentBackend {
       approval: answer && asked ? { calls: asked.calls, approve: answer.approve, reason: answer.reason } : undefined,
     };
     try {
-      await runTurn({ api: this.d.api, engine: this.d.engine, turns: this.d.turns, log: this.d.log, timeoutMs: this.d.timeoutMs, approvals: this.approvals }, job, this.stopping.signal);
+      const recovered = item.payload.recover ? { sentAt: this.d.turns.pending(row.id)?.sentAt } : undefined;
+      await runTurn({ api: this.d.api, engine: this.d.engine, turns: this.d.turns, log: this.d.log, timeoutMs: this.d.timeoutMs, approvals: this.approvals }, job, this.stopping.signal, recovered);
     } catch (err) {
       this.d.log.error({ err, agentId: job.agentId }, "Letta turn failed");
       this.d.turns.finish(job.row.id, "failed");
@@ -216,14 +217,24 @@ export class LettaBackend implements AgentBackend {
   }
 
   /**
-   * At start-up: turns a previous process left running were cut off. Their messages are not
-   * sent again (Letta may have them already); the thread says so.
+   * At start-up: turns a previous process left running were cut off. Each goes first in its
+   * agent's queue, before the messages that waited for it: its answer is read from Letta's run
+   * if Letta took the message, and the message is sent only if Letta provably never had it
+   * (runTurn). Turns recorded without their prompt (by an older version) are told in their thread.
    */
   async reconcile(): Promise<void> {
     await this.approvals.reconcile();
     const waiting = new Set(this.lanes.queue.all().map((q) => q.payload.turnId));
-    for (const row of this.d.turns.running()) {
-      if (waiting.has(row.id)) continue;
+    const cutOff = this.d.turns.running().filter((row) => !waiting.has(row.id));
+    // Newest first: each goes to the front, so the oldest ends up first.
+    for (const row of cutOff.toReversed()) {
+      const pending = this.d.turns.pending(row.id);
+      if (!pending) continue;
+      const req = { roomId: row.roomId, eventId: row.promptEventId, sender: row.promptedBy, text: pending.prompt.text };
+      this.lanes.queue.add({ key: row.agentId, roomId: row.roomId, rootEventId: row.rootEventId }, req, { ...pending.prompt, turnId: row.id, recover: true }, { front: true });
+    }
+    for (const row of cutOff) {
+      if (this.d.turns.pending(row.id)) continue;
       this.d.turns.finish(row.id, "failed");
       const target = { roomId: row.roomId, threadRoot: row.rootEventId, replyTo: row.replyEventId ?? row.promptEventId };
       const text = row.replyEventId
@@ -231,7 +242,7 @@ export class LettaBackend implements AgentBackend {
         : "⚠️ The bot restarted before this message reached Letta. It was not sent: send it again if you still want an answer.";
       await this.d.sender.send(row.roomId, threadMessage(target, text, { notice: true })).catch((err: unknown) => this.d.log.warn({ err }, "could not tell a thread about a cut-off Letta turn"));
     }
-    // Messages that were waiting when the bot stopped never reached Letta: they go now, in order.
+    // Then the messages that were waiting when the bot stopped, in order.
     this.lanes.resume();
   }
 

@@ -158,6 +158,32 @@ export class LettaTranslator {
     return [{ type: "error", title: "Letta error", message: clip(message, 300), advice }];
   }
 
+  /**
+   * A finished run as Letta kept it (after a restart, read instead of the lost stream): its
+   * messages are those of the stream, each whole. Becomes one snapshot (what was streamed before
+   * the restart is matched by message id, and never shown shorter) and the run's usage.
+   */
+  record(run: { messages: unknown[]; stopReason: string | undefined; steps: number | undefined; tokens: number | undefined }): TurnEvent[] {
+    const blocks = new Map<string, Extract<TurnEvent, { type: "snapshot" }>["blocks"][number]>();
+    const others: TurnEvent[] = [];
+    for (const m of run.messages) {
+      for (const e of this.events(m)) {
+        if (e.type === "text" || e.type === "reasoning") {
+          const known = blocks.get(e.id);
+          const text = (known && known.type === e.type ? (known.text ?? "") : "") + (e.delta ?? e.text ?? "");
+          blocks.set(e.id, e.type === "text" ? { type: "text", id: e.id, text } : { type: "reasoning", id: e.id, text, hidden: e.hidden });
+        } else if (e.type === "tool") {
+          const known = blocks.get(e.id);
+          blocks.set(e.id, { type: "tool", id: e.id, tool: { ...(known?.type === "tool" ? known.tool : {}), ...e.tool } });
+        } else others.push(e);
+      }
+    }
+    this.stopReason = run.stopReason;
+    if (run.steps !== undefined) this.steps = run.steps;
+    if (run.tokens !== undefined) this.tokens = run.tokens;
+    return [{ type: "snapshot", blocks: [...blocks.values()] }, ...others, { type: "usage", usage: { label: this.label, steps: this.steps, tokens: this.tokens } }];
+  }
+
   /** How the turn ended, once the stream is over. */
   end(): TurnEvent[] {
     const out: TurnEvent[] = [{ type: "usage", usage: { label: this.label } }];

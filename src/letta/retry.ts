@@ -20,11 +20,6 @@ export interface LettaStream extends AsyncIterable<unknown> {
   controller: AbortController;
 }
 
-/**
- * Whether a failed request cannot have been processed, so sending it again is safe: a refused
- * or broken connection or a timeout before the answer began, or a 5xx status (never an error
- * from inside a stream that already started: that one has no status).
- */
 /** Letta already has the message a failed send was retrying: sending it again would double it. */
 export class AlreadyAccepted extends Error {
   override name = "AlreadyAccepted";
@@ -33,6 +28,12 @@ export class AlreadyAccepted extends Error {
   }
 }
 
+/**
+ * Whether a failed request may be worth another try: a refused or broken connection, a timeout
+ * before the answer began, or a 5xx status (never an error from inside a stream that already
+ * started: that one has no status). Whether it may be *sent* again is the caller's question
+ * (`mayRetry`): a timed-out or 5xx message send may have arrived.
+ */
 export function isRetryable(err: unknown): boolean {
   if (err instanceof APIUserAbortError) return false;
   if (err instanceof APIConnectionError) return true;
@@ -48,17 +49,28 @@ const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
     }, { once: true });
   });
 
-/** Runs `fn`, retrying retryable failures `maxRetries` times with exponential backoff. */
+/** A refused connection: the request never reached the server, so trying again is always safe. */
+export function neverArrived(err: unknown): boolean {
+  if (!(err instanceof APIConnectionError) || err instanceof APIConnectionTimeoutError) return false;
+  for (let e: unknown = err, i = 0; i < 4 && e; i++, e = (e as { cause?: unknown }).cause) if ((e as { code?: unknown }).code === "ECONNREFUSED") return true;
+  return false;
+}
+
+/**
+ * Runs `fn`, retrying retryable failures `maxRetries` times with exponential backoff. `mayRetry`
+ * has the last word on each retryable failure (it may also throw instead): false ends the tries
+ * with that failure.
+ */
 export async function withRetry<T>(
   fn: (attempt: number) => Promise<T>,
   policy: RetryPolicy,
-  opts: { onRetry?: (n: RetryNotice) => void | Promise<void>; signal?: AbortSignal } = {},
+  opts: { onRetry?: (n: RetryNotice) => void | Promise<void>; signal?: AbortSignal; mayRetry?: (err: unknown) => boolean | Promise<boolean> } = {},
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn(attempt);
     } catch (err) {
-      if (attempt > policy.maxRetries || !isRetryable(err) || opts.signal?.aborted) {
+      if (attempt > policy.maxRetries || !isRetryable(err) || opts.signal?.aborted || (opts.mayRetry && !(await opts.mayRetry(err)))) {
         if (attempt > 1 && isRetryable(err)) (err as { retries?: number }).retries = attempt - 1;
         throw err;
       }
@@ -101,7 +113,6 @@ function networkCause(err: unknown): string {
   return "connection failed";
 }
 
-/** One line for people: what went wrong talking to Letta, without stack or secrets. */
 /**
  * Tokens of the configured Letta servers. Error answers quote the server's own words, and a
  * server or proxy may echo the Authorization header back: those words go into a room.
@@ -119,8 +130,10 @@ function scrubTokens(text: string): string {
   return out;
 }
 
+/** One line for people: what went wrong talking to Letta, without stack or secrets. */
 export function describeLettaError(err: unknown, baseUrl: string): string {
-  return scrubTokens(describeRaw(err, baseUrl));
+  const unsure = (err as { unconfirmed?: boolean } | null)?.unconfirmed ? " The message was not sent again: Letta may have it." : "";
+  return scrubTokens(describeRaw(err, baseUrl)) + unsure;
 }
 
 function describeRaw(err: unknown, baseUrl: string): string {

@@ -78,6 +78,25 @@ export class LettaRoomStore {
   }
 }
 
+/** What a turn sends, kept while it runs so that a restarted bot can send it if Letta never got it. */
+export interface LettaPrompt {
+  agentName: string;
+  /** What is sent to the agent (attributed: "[Alice] …"). */
+  text: string;
+  title: string | undefined;
+  /** The turn that answers an approval request (`text` is unused): the request's row, and the answer. */
+  approval?: { id: number; approve: boolean; reason?: string | undefined } | undefined;
+}
+
+/** A running turn's prompt, and when it was first handed to Letta (absent: never). */
+export interface PendingPrompt {
+  prompt: LettaPrompt;
+  sentAt: number | undefined;
+}
+
+// The prompt of a running turn lives in the kv table under this key (letta_turns has no column for it).
+const promptKey = (id: number): string => `letta.turn.${id}.prompt`;
+
 /** Letta turns in flight and done. */
 export class LettaTurnStore {
   private readonly db: Db;
@@ -86,14 +105,33 @@ export class LettaTurnStore {
     this.db = db;
   }
 
-  start(t: Pick<LettaTurnRow, "roomId" | "rootEventId" | "agentId" | "promptEventId" | "otid" | "promptedBy">, now = Date.now()): LettaTurnRow {
+  /** Records a running turn, and with it (given) what it sends: in the caller's transaction, they commit together. */
+  start(t: Pick<LettaTurnRow, "roomId" | "rootEventId" | "agentId" | "promptEventId" | "otid" | "promptedBy">, prompt?: LettaPrompt, now = Date.now()): LettaTurnRow {
     const info = this.db
       .prepare(
         `INSERT INTO letta_turns (room_id, root_event_id, agent_id, prompt_event_id, otid, prompted_by, status, started_at)
          VALUES (?, ?, ?, ?, ?, ?, 'running', ?)`,
       )
       .run(t.roomId, t.rootEventId, t.agentId, t.promptEventId, t.otid, t.promptedBy, now);
-    return { ...t, id: Number(info.lastInsertRowid), replyEventId: null, status: "running", startedAt: now };
+    const id = Number(info.lastInsertRowid);
+    if (prompt) this.setPending(id, { prompt, sentAt: undefined });
+    return { ...t, id, replyEventId: null, status: "running", startedAt: now };
+  }
+
+  /** The prompt of a running turn and when it went out, if it was recorded with one. */
+  pending(id: number): PendingPrompt | undefined {
+    const r = this.db.prepare("SELECT value FROM kv WHERE key = ?").get(promptKey(id)) as { value: string } | undefined;
+    return r && (JSON.parse(r.value) as PendingPrompt);
+  }
+
+  /** Written before the message goes to Letta: after a crash, a turn without it was provably never sent. */
+  markSent(id: number, at = Date.now()): void {
+    const p = this.pending(id);
+    if (p && p.sentAt === undefined) this.setPending(id, { ...p, sentAt: at });
+  }
+
+  private setPending(id: number, p: PendingPrompt): void {
+    this.db.prepare("INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(promptKey(id), JSON.stringify(p));
   }
 
   setReply(id: number, replyEventId: string): void {
@@ -101,9 +139,12 @@ export class LettaTurnStore {
   }
 
   finish(id: number, status: "done" | "failed", stats: { steps?: number | undefined; tokens?: number | undefined; firstTokenMs?: number | undefined } = {}): void {
-    this.db
-      .prepare("UPDATE letta_turns SET status = ?, finished_at = ?, steps = ?, tokens = ?, first_token_ms = ? WHERE id = ?")
-      .run(status, Date.now(), stats.steps ?? null, stats.tokens ?? null, stats.firstTokenMs ?? null, id);
+    this.db.transaction(() => {
+      this.db
+        .prepare("UPDATE letta_turns SET status = ?, finished_at = ?, steps = ?, tokens = ?, first_token_ms = ? WHERE id = ?")
+        .run(status, Date.now(), stats.steps ?? null, stats.tokens ?? null, stats.firstTokenMs ?? null, id);
+      this.db.prepare("DELETE FROM kv WHERE key = ?").run(promptKey(id));
+    })();
   }
 
   get(id: number): LettaTurnRow | undefined {

@@ -8,7 +8,7 @@ import type { TurnEvent } from "./events.ts";
 import { clip, renderTurn } from "./render.ts";
 import type { LiveReplyStore } from "./live-replies.ts";
 import type { ConversationSettings, Verbosity } from "./settings.ts";
-import { TurnState } from "./state.ts";
+import { TurnState, type SavedState } from "./state.ts";
 
 const endings = new Set<TurnEvent["type"]>(["error", "end", "rejected"]);
 
@@ -109,6 +109,8 @@ export class LiveTurn {
   private ended = false;
   /** Read when the turn starts: a change applies from the next turn on. */
   private readonly verbosity: Verbosity;
+  /** A previous run of the bot already sent this turn's final text: no version without its end goes out again. */
+  private readonly shownFinal: boolean;
 
   private readonly owe: (p: Promise<unknown>) => void;
 
@@ -121,6 +123,7 @@ export class LiveTurn {
     const key = o.persist;
     const saved = key ? deps.replies?.get(key.backend, key.turnId) : undefined;
     if (saved?.state) this.state.restore(saved.state);
+    this.shownFinal = (saved?.state as { final?: boolean } | undefined)?.final === true;
     this.live = new SplitLiveMessage({
       sender: deps.sender,
       target: o.target,
@@ -153,7 +156,7 @@ export class LiveTurn {
 
   /** Shows the turn as it is now (the placeholder at first). */
   show(): void {
-    if (this.ended) return;
+    if (this.ended || this.shownFinal) return;
     this.live.update(this.render(false));
   }
 
@@ -163,7 +166,8 @@ export class LiveTurn {
    */
   private save(): void {
     const key = this.o.persist;
-    if (key && !this.ended) this.d.replies?.setState(key.backend, key.turnId, this.state.save());
+    // The final version too, marked: a restarted bot then finishes again without showing less first.
+    if (key) this.d.replies?.setState(key.backend, key.turnId, this.ended ? ({ ...this.state.save(), final: true } as SavedState) : this.state.save());
   }
 
   /**

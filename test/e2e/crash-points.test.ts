@@ -1,17 +1,22 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createOpencodeClient } from "@opencode-ai/sdk/v2";
+import { answerPieces, bare, diesWithin, pushesPerReply, repliesPerPrompt, sendDuringRestart, shrinks, type ThreadView } from "../harness/crash-checks.ts";
 import { TestEnv, splitFooter, waitForFinalReply } from "./env.ts";
 
-// The bot dies hard (SIGKILL, by BOT_TEST_CRASH_AT) at each named point of a turn's life, with
-// three sessions starting at once and a follow-up sent while it is down; restarted normally,
-// every thread must end with its exact answer, each prompt must reach OpenCode once, no reply
-// may be posted twice or ever show less than before, and no turn may stay running.
+// The bot dies hard (SIGKILL, by BOT_TEST_CRASH_AT) at each named point of a turn's life with
+// five sessions streaming, two prompts queued behind the first one's turn, and a follow-up
+// sent while the restarted bot recovers (after it was spawned, before it is ready). Every
+// thread must end with its exact answers, each prompt must reach OpenCode once, no prompt may
+// get two replies, no reply may ever show less than before, no turn may stay running and no
+// Matrix event pending.
 
 const slowText = Array.from({ length: 40 }, (_, i) => `slow${i + 1}`).join(" ");
 const longWords = 2000;
 const longText = Array.from({ length: longWords }, (_, i) => `word${i + 1}`).join(" ");
-const points = ["thread-row", "turn-row", "prompt-sent", "first-edit", "continuation", "final-edit"] as const;
+// The second pass of the early points: the first session's turn runs and two prompts wait behind it.
+const points = ["thread-row@2", "turn-row@2", "prompt-sent@2", "first-edit", "continuation", "final-edit"] as const;
+const sessions = ["one", "two", "three", "four", "five"];
 
 const envs: TestEnv[] = [];
 after(async () => {
@@ -25,57 +30,63 @@ async function userPrompts(env: TestEnv, root: string): Promise<string[]> {
   return messages.filter((m) => m.info.role === "user").map((m) => m.parts.map((p) => (p.type === "text" ? p.text : "")).join("").replace(/^\[[^\]]+\] /, ""));
 }
 
-/** Every version of every piece of a thread's bot replies, as the second client reads them. */
-async function shrinks(env: TestEnv, root: string): Promise<string[]> {
-  const found: string[] = [];
-  for (const reply of await env.botReplies(root)) {
-    if (reply.content.msgtype !== "m.notice") continue;
-    const edits = (await env.users.alice.edits(env.roomId, reply.event_id)).toSorted((a, b) => a.origin_server_ts - b.origin_server_ts);
-    const texts = [String(reply.content.body), ...edits.map((e) => String((e.content["m.new_content"] as { body: string }).body))]
-      .map((t) => t.replace(/\n\n— [^\n]*$/, "").replace(/\n\n_\(continued below\)_$/, ""))
-      .filter((t) => !t.startsWith("⏳"));
-    for (let i = 1; i < texts.length; i++) if ((texts[i] as string).length < (texts[i - 1] as string).length) found.push(`${reply.event_id}: ${(texts[i - 1] as string).slice(-40)} → ${(texts[i] as string).slice(-40)}`);
-  }
-  return found;
-}
-
-describe("the bot killed at each point of a turn", () => {
+describe("the bot killed at each point of a turn, with five sessions streaming", () => {
   for (const point of points) {
     test(`${point}: every answer whole and once after the restart`, async (t) => {
-      const env = await TestEnv.create({ name: `cp${points.indexOf(point)}`, editWindowMs: 300, botEnv: { BOT_TEST_CRASH_AT: point } });
+      const env = await TestEnv.create({ name: `cp${points.indexOf(point)}`, editWindowMs: 250, botEnv: { BOT_TEST_CRASH_AT: point } });
       envs.push(env);
       const { alice } = env.users;
+      const view: ThreadView = { user: alice, roomId: env.roomId, botUserId: env.botUserId };
       const sentAt = performance.now();
-      const first = point === "continuation" ? `!oc long ${longWords} for the crash test` : "!oc slow crash one";
-      const roots = [await alice.sendText(env.roomId, first), await alice.sendText(env.roomId, "!oc slow crash two"), await alice.sendText(env.roomId, "!oc slow crash three")];
-      const exit = await Promise.race([env.bot.exited, new Promise<"alive">((r) => setTimeout(() => r("alive"), 60_000))]);
-      assert.notEqual(exit, "alive", `the bot reached ${point} and died there`);
-      const during = await alice.sendText(env.roomId, "written while the bot was down", { threadRoot: roots[0] as string });
-      await env.restartBotWith({ BOT_TEST_CRASH_AT: undefined });
+      const long = point === "continuation";
+      // The first session, then two follow-ups in its thread (they wait in the durable queue for
+      // its turn), then four more sessions: the room's messages are handled in this order.
+      const firstPrompt = long ? `long ${longWords} for the crash test` : "slow crash one";
+      const roots: string[] = [await alice.sendText(env.roomId, `!oc ${firstPrompt}`)];
+      const queued = [await alice.sendText(env.roomId, "queued one", { threadRoot: roots[0] as string }), await alice.sendText(env.roomId, "queued two", { threadRoot: roots[0] as string })];
+      for (const n of sessions.slice(1)) roots.push(await alice.sendText(env.roomId, `!oc slow crash ${n}`));
+      assert.ok(await diesWithin(env.bot.exited, 60_000), `the bot reached ${point} and died there`);
+      const queuedAtCrash = env.query<{ n: number }>("SELECT COUNT(*) AS n FROM turn_queue")[0]?.n ?? 0;
+      const restartedAt = performance.now();
+      const during = await sendDuringRestart(() => env.restartBotWith({ BOT_TEST_CRASH_AT: undefined }), () => alice.sendText(env.roomId, "sent during recovery", { threadRoot: roots[1] as string }));
+      assert.ok(during.beforeReady, "the follow-up was sent before the restarted bot was ready");
 
-      const expected = [point === "continuation" ? longText : slowText, slowText, slowText];
+      // Every prompt's exact answer, in its thread.
+      const [a, b] = roots as [string, string];
       for (const [i, root] of roots.entries()) {
-        // The long answer's footer is on its last piece; the follow-up's answer below comes after it.
-        if (i === 0 && point === "continuation") continue;
+        if (i === 0 && long) continue; // the long answer's footer is on its last piece: checked below
         const reply = await waitForFinalReply(env, root, root, sentAt, 90_000);
-        assert.equal(splitFooter(reply.body).text, expected[i], `thread ${i + 1}: the exact answer`);
+        assert.equal(splitFooter(reply.body).text, slowText, `session ${sessions[i]}: the exact answer`);
       }
-      assert.equal(splitFooter((await waitForFinalReply(env, roots[0] as string, during, sentAt, 90_000)).body).text, "Echo: written while the bot was down");
-      if (point === "continuation") {
-        // The long answer is split over several replies; each piece was edited in place, none posted twice.
-        const pieces = (await env.botReplies(roots[0] as string)).filter((e) => e.content.msgtype === "m.notice" && !String(e.content.body).startsWith("⚠️"));
-        const bodies = await Promise.all(pieces.map(async (p) => (await alice.latestBody(env.roomId, p.event_id)).body));
-        const whole = bodies.filter((b) => !b.startsWith("Echo:")).map((b) => b.replace(/\n\n— [^\n]*$/, "").replace(/\n\n_\(continued below\)_$/, "")).join(" ");
-        const shape = bodies.map((b) => `${b.slice(0, 12)}…${b.slice(-30)} (${b.length})`);
-        assert.ok(whole.replace(/\s+/g, " ") === longText, `the pieces together are the whole answer, once: ${JSON.stringify(shape)}`);
+      const q1 = await waitForFinalReply(env, a, queued[0] as string, sentAt, 90_000);
+      const q2 = await waitForFinalReply(env, a, queued[1] as string, sentAt, 90_000);
+      assert.equal(splitFooter(q1.body).text, "Echo: queued one");
+      assert.equal(splitFooter(q2.body).text, "Echo: queued two");
+      assert.ok(q1.finalSeenAfterMs < q2.finalSeenAfterMs, "the queue kept its order");
+      assert.equal(splitFooter((await waitForFinalReply(env, b, during.id, sentAt, 90_000)).body).text, "Echo: sent during recovery");
+      const recoveredMs = performance.now() - restartedAt;
+      if (long) {
+        // Split over several replies: each piece edited in place, none posted twice, together the whole answer once.
+        const bodies = await answerPieces(view, a, a);
+        const shape = bodies.map((x) => `${x.slice(0, 12)}…${x.slice(-30)} (${x.length})`);
+        assert.equal(bodies.map(bare).join(" ").replace(/\s+/g, " "), longText, `the pieces together are the whole answer, once: ${JSON.stringify(shape)}`);
       }
 
-      const wanted = [[expected[0] === longText ? `long ${longWords} for the crash test` : "slow crash one", "written while the bot was down"], ["slow crash two"], ["slow crash three"]];
-      for (const [i, root] of roots.entries()) assert.deepEqual(await userPrompts(env, root), wanted[i], `thread ${i + 1}: each prompt reached OpenCode once`);
-      for (const root of roots) assert.deepEqual(await shrinks(env, root), [], "no version of a reply shows less than the one before");
+      // Each prompt reached OpenCode once, and got one reply (a long answer: its pieces).
+      const wanted = [[firstPrompt, "queued one", "queued two"], [`slow crash two`, "sent during recovery"], ...sessions.slice(2).map((n) => [`slow crash ${n}`])];
+      for (const [i, root] of roots.entries()) assert.deepEqual(await userPrompts(env, root), wanted[i], `session ${sessions[i]}: each prompt reached OpenCode once`);
+      for (const [i, root] of roots.entries()) {
+        const counts = await repliesPerPrompt(view, root);
+        const prompts = i === 0 ? [root, ...queued] : i === 1 ? [root, during.id] : [root];
+        const expected = Object.fromEntries(prompts.map((p) => [p, p === a && long ? counts[a] ?? 0 : 1]));
+        assert.deepEqual(counts, expected, `session ${sessions[i]}: one reply per prompt`);
+        assert.deepEqual(Object.values(await pushesPerReply(view, root)), prompts.map(() => 1), `session ${sessions[i]}: one push per prompt`);
+      }
+      for (const root of roots) assert.deepEqual(await shrinks(view, root), [], "no version of a reply shows less than the one before");
       assert.deepEqual(env.query("SELECT COUNT(*) AS n FROM turns WHERE status = 'running'"), [{ n: 0 }], "no turn left running");
+      assert.deepEqual(env.query("SELECT COUNT(*) AS n FROM turn_queue"), [{ n: 0 }], "nothing left waiting");
       assert.deepEqual(env.query("SELECT COUNT(*) AS n FROM inbox WHERE status = 'pending'"), [{ n: 0 }], "no Matrix event left unprocessed");
-      t.diagnostic(`${point}: recovered; ${(performance.now() - sentAt).toFixed(0)} ms from the first prompt to the last answer`);
+      t.diagnostic(`${point}: ${queuedAtCrash} prompt(s) in the durable queue at the crash; restart → every answer complete in ${recoveredMs.toFixed(0)} ms; ${(performance.now() - sentAt).toFixed(0)} ms in all`);
     });
   }
 });

@@ -1,10 +1,11 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { LogLine } from "../harness/bot-process.ts";
 import { testOpencodeConfig } from "../harness/opencode.ts";
+import { serversOf, signal, until } from "../harness/processes.ts";
 import { expectedReply } from "../harness/scripted-model.ts";
 import { loadStackInfo } from "../harness/stack.ts";
 import { bwrapWorks } from "../../src/process/sandbox.ts";
@@ -16,37 +17,6 @@ import { TestEnv, embeddedServerEnv, splitFooter, waitForFinalReply } from "./en
 // --die-with-parent takes it along. Either way no `opencode serve` may be left running unnoticed.
 
 const slowText = expectedReply("slow");
-
-/** The `opencode serve` processes (bwrap included) of the bot whose OpenCode home is `home`. */
-function serversOf(home: string): number[] {
-  const found: number[] = [];
-  for (const name of readdirSync("/proc")) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const args = readFileSync(`/proc/${name}/cmdline`, "utf8").split("\0");
-      if (!args.some((a) => a.includes("opencode")) || !args.includes("serve")) continue;
-      if (readFileSync(`/proc/${name}/stat`, "utf8").split(") ")[1]?.startsWith("Z")) continue;
-      if (readFileSync(`/proc/${name}/environ`, "utf8").split("\0").includes(`HOME=${home}`)) found.push(Number(name));
-    } catch { /* gone, or not ours to read */ }
-  }
-  return found.sort((a, b) => a - b);
-}
-
-async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 15_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = probe();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-const signal = (pid: number, sig: NodeJS.Signals): void => {
-  try {
-    process.kill(pid, sig);
-  } catch { /* gone */ }
-};
 
 /** A bot of one suite in embedded mode, with what the tests read: its OpenCode home and the model's requests. */
 class EmbeddedBot {
