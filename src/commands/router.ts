@@ -4,6 +4,7 @@ import type { Logger } from "../log.ts";
 import { threadMessage, type ComposeOptions } from "../matrix/content.ts";
 import type { IncomingMessage } from "../matrix/inbound.ts";
 import { userPowerLevel } from "../matrix/power.ts";
+import { inLane } from "../matrix/request-lanes.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
 import type { TypingKeeper } from "../matrix/typing.ts";
 import type { ThreadRow, ThreadStore } from "../store/threads.ts";
@@ -201,7 +202,8 @@ export class CommandRouter {
    */
   private async accepted(msg: IncomingMessage, work: () => Promise<void>): Promise<void> {
     const release = this.d.typing?.hold(msg.roomId);
-    const receipt = (async () => this.d.client.sendReadReceipt(msg.roomId, msg.eventId))().catch((err: unknown) =>
+    // The 👀 is the acknowledgement; the receipt is decoration that waits behind answers when the homeserver is busy.
+    const receipt = inLane({ lane: "background", maxWaitMs: 10_000 }, async () => this.d.client.sendReadReceipt(msg.roomId, msg.eventId)).catch((err: unknown) =>
       this.d.log.debug({ err, roomId: msg.roomId, eventId: msg.eventId }, "could not send a read receipt"),
     );
     const seen = this.d.sender.react(msg.roomId, msg.eventId, "👀");

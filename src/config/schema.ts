@@ -32,6 +32,9 @@ export const configSchema = z.object({
       deviceName: z.string().default("agent-bot"),
       // Longest wait (ms) for the homeserver to answer a request (not the long-polling sync).
       requestTimeoutMs: z.number().int().min(1000).default(30_000),
+      // Requests to the homeserver in flight at once (the sync aside). Beyond it they wait in the
+      // bot, in order of importance: acknowledgements and final answers before streamed edits.
+      maxConcurrentRequests: z.number().int().min(1).max(100).default(6),
     })
     .strict()
     .refine((m) => m.accessToken !== undefined || (m.userId !== undefined && m.password !== undefined), {
@@ -95,7 +98,7 @@ export const configSchema = z.object({
       // Model handle for `!letta new`, e.g. "openai/gpt-4.1-mini"; embedding handle likewise (optional).
       model: z.string().min(1).optional(),
       embedding: z.string().min(1).optional(),
-      // Retries of a request that cannot have been processed (refused, 5xx or timeout before the answer began).
+      // Retries of a request Letta cannot have processed: a refused connection; a send that timed out or got a 5xx only when Letta provably lacks the message.
       maxRetries: z.number().int().min(0).default(3),
       retryDelayMs: z.number().int().positive().default(1000),
       // Until the answer starts; also the longest silence allowed in a streamed answer.
@@ -114,6 +117,8 @@ export const configSchema = z.object({
     .object({
       // Streamed text is coalesced into one edit per window: fewer requests, same final text.
       editWindowMs: z.number().int().min(50).default(1000),
+      // The widest the window grows when the homeserver is slow or answers 429 (it narrows again by itself).
+      maxEditWindowMs: z.number().int().min(50).default(20_000),
       // A turn that runs at least this long ends with a short notice mentioning who asked, so phones push
       // (0: every turn does). Failures always mention; an aborted turn never does; streamed edits never do.
       completionNoticeAfterMs: z.number().int().min(0).default(0),

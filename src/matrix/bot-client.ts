@@ -1,6 +1,7 @@
 import { MatrixClient, type IStorageProvider } from "matrix-bot-sdk";
 import { addSecret } from "../log.ts";
 import type { KeyValue } from "../store/key-value.ts";
+import { RequestLanes } from "./request-lanes.ts";
 
 /** The long-polling sync: it keeps the SDK's own timeouts (40 s, 10 min for the first). */
 const syncEndpoint = /\/sync$/;
@@ -21,17 +22,21 @@ export class HomeserverTimeoutError extends Error {
  * bot (the default saves it before, which can skip events when the process dies in between).
  * Every request but the sync must be answered within `requestTimeoutMs` (the SDK's own default
  * is 60 s, and none for media downloads): a hung homeserver fails the call, the room goes on.
+ * Those requests take turns by importance (request-lanes.ts); the sync never waits.
  */
 export class DurableMatrixClient extends MatrixClient {
   /** When the last sync request succeeded, for /health. */
   lastSyncAt = 0;
   lastSyncError: string | undefined;
   readonly requestTimeoutMs: number;
+  /** Every request but the sync waits here for its turn (request-lanes.ts). */
+  readonly lanes: RequestLanes;
 
-  constructor(homeserverUrl: string, accessToken: string, storage: IStorageProvider, opts: { requestTimeoutMs?: number } = {}) {
+  constructor(homeserverUrl: string, accessToken: string, storage: IStorageProvider, opts: { requestTimeoutMs?: number; maxConcurrentRequests?: number } = {}) {
     super(homeserverUrl, accessToken, storage);
     this.persistTokenAfterSync = true;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
+    this.lanes = new RequestLanes({ maxInFlight: opts.maxConcurrentRequests ?? 6 });
   }
 
   // The SDK's signature (loosely typed there). The `request` library's timeout is the wait for
@@ -39,8 +44,9 @@ export class DurableMatrixClient extends MatrixClient {
   override async doRequest(method: string, endpoint: string, qs?: unknown, body?: unknown, timeout?: number, raw?: boolean, contentType?: string, noEncoding?: boolean): Promise<unknown> {
     const sync = syncEndpoint.test(endpoint);
     const limit = sync ? timeout : this.requestTimeoutMs;
+    const request = async (): Promise<unknown> => (await super.doRequest(method, endpoint, qs, body, limit, raw, contentType, noEncoding)) as unknown;
     try {
-      return (await super.doRequest(method, endpoint, qs, body, limit, raw, contentType, noEncoding)) as unknown;
+      return await (sync ? request() : this.lanes.run(request));
     } catch (err) {
       const code = (err as { code?: unknown } | null)?.code;
       if (sync || (code !== "ETIMEDOUT" && code !== "ESOCKETTIMEDOUT")) throw err;

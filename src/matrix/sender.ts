@@ -1,7 +1,9 @@
 import type { MatrixClient } from "matrix-bot-sdk";
 import type { Logger } from "../log.ts";
 import type { MessageContent, ThreadTarget } from "./content.ts";
+import { EditBudget } from "./edit-budget.ts";
 import { RateLimitGate } from "./rate-limit.ts";
+import { inLane, RequestLanes, type Lane, type Ticket } from "./request-lanes.ts";
 
 export interface SendCounters {
   requests: number;
@@ -20,17 +22,34 @@ export class MatrixSender {
   private readonly log: Logger;
   /** The account's rate limits: a 429 holds back every send of the bot, not only its own. */
   private readonly gate: RateLimitGate;
+  /** The homeserver's request slots (the client's, when it has them: every request of the bot shares them). */
+  readonly lanes: RequestLanes;
+  /** How often streamed replies may be edited, all together (edit-budget.ts). */
+  readonly budget: EditBudget;
 
-  constructor(client: MatrixClient, log: Logger, onRateLimited?: () => void) {
+  constructor(client: MatrixClient, log: Logger, onRateLimited?: () => void, opts: { baseWindowMs?: number; maxWindowMs?: number } = {}) {
     this.client = client;
     this.log = log;
+    this.lanes = (client as { lanes?: RequestLanes }).lanes ?? new RequestLanes({ maxInFlight: 6 });
+    const baseMs = opts.baseWindowMs ?? 1000;
+    this.budget = new EditBudget({ baseMs, maxMs: Math.max(baseMs, opts.maxWindowMs ?? 20_000), maxInFlight: this.lanes.maxInFlight });
+    this.lanes.onDone = (_lane, serviceMs) => this.budget.observe(serviceMs);
     this.gate = new RateLimitGate({
       maxRetries: 20,
       onRateLimited: () => {
         this.counters.rateLimited++;
+        this.budget.rateLimited();
         onRateLimited?.();
       },
     });
+  }
+
+  /**
+   * Waits for a homeserver slot in `ticket`'s lane, then runs `work`, whose sends go out at once:
+   * a streamed reply decides what to send when its turn has come.
+   */
+  hold<T>(ticket: Ticket, work: () => Promise<T>): Promise<T> {
+    return this.lanes.hold(ticket, work);
   }
 
   /**
@@ -39,7 +58,11 @@ export class MatrixSender {
    * (a streaming edit sends its newest state instead of a stale one). With `txnId` the
    * homeserver drops a repeat of the same send (the scheduler's, across restarts).
    */
-  async send(roomId: string, content: MessageContent, opts: { type?: string; retry?: boolean; txnId?: string } = {}): Promise<string> {
+  async send(roomId: string, content: MessageContent, opts: { type?: string; retry?: boolean; txnId?: string; lane?: Lane } = {}): Promise<string> {
+    if (opts.lane !== undefined) {
+      const { lane, ...rest } = opts;
+      return inLane(lane, () => this.send(roomId, content, rest));
+    }
     const type = opts.type ?? "m.room.message";
     const { txnId } = opts;
     const id = await this.gate.run(

@@ -1,4 +1,5 @@
 import type { Logger } from "../log.ts";
+import { DroppedRequestError, inLane } from "./request-lanes.ts";
 
 /** The one call of the Matrix client this needs (matrix-bot-sdk's `setTyping`). */
 export interface TypingClient {
@@ -38,6 +39,8 @@ export class TypingKeeper {
   private readonly held = new Map<string, Held>();
   /** The last request per room, so the next waits for it; removed once it settled and no newer one exists. */
   private readonly chains = new Map<string, Promise<void>>();
+  /** Rooms where the homeserver shows the bot typing (the last call that went out was an "on"). */
+  private readonly shown = new Set<string>();
 
   constructor(client: TypingClient, log: Pick<Logger, "debug">, opts: TypingOptions = {}) {
     this.client = client;
@@ -107,9 +110,18 @@ export class TypingKeeper {
   private send(roomId: string, typing: boolean): void {
     const prev = this.chains.get(roomId) ?? Promise.resolve();
     const next = prev.then(async () => {
+      // An "off" after an "on" that never went out (dropped in the queue) has nothing to take back.
+      if (!typing && !this.shown.has(roomId)) return;
       try {
-        await this.client.setTyping(roomId, typing, this.timeoutMs);
+        // Decoration: behind every answer when the homeserver is busy, and an "on" still waiting
+        // after 2 s is dropped (it would come too late to mean anything); an "off" always goes.
+        await inLane(typing ? { lane: "background", maxWaitMs: 2000 } : { lane: "background" }, () => this.client.setTyping(roomId, typing, this.timeoutMs));
+        if (typing) this.shown.add(roomId);
+        else this.shown.delete(roomId);
       } catch (err) {
+        // A failed "on" may still have reached the homeserver; only one that never went out needs no "off".
+        if (typing && !(err instanceof DroppedRequestError)) this.shown.add(roomId);
+        if (!typing) this.shown.delete(roomId);
         this.log.debug({ err, roomId, typing }, "could not set typing");
       }
     });

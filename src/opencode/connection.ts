@@ -147,7 +147,9 @@ export class OpencodeConnection {
       // that stays silent (the server sends server.connected at once).
       const watchdog = setTimeout(() => abort.abort(), 20_000);
       try {
-        if (!(await this.healthy(8000))) throw new Error("health check failed");
+        // Once it has failed, a shorter probe: a server still starting may take a probe and never
+        // answer it, and 8 s lost to such a probe (plus the wait after it) keeps threads waiting.
+        if (!(await this.healthy(failures === 0 ? 8000 : 3000))) throw new Error("health check failed");
         const { stream } = await this.client.global.event({ signal: abort.signal, sseMaxRetryAttempts: 1 });
         for await (const global of stream) {
           clearTimeout(watchdog);

@@ -100,6 +100,12 @@ export class OpencodeTranslator {
     return [this.snapshot(), this.usage(), { type: "files", paths: this.changedFiles() }];
   }
 
+  /** Every answer of this turn is recorded as finished (completed or failed) and at least one exists. */
+  complete(): boolean {
+    const infos = this.assistantInfos();
+    return infos.length > 0 && infos.every((m) => m.time.completed !== undefined || m.error !== undefined);
+  }
+
   /** The last assistant message never finished: the server stopped in the middle of it. */
   interrupted(): boolean {
     const last = this.assistantInfos().at(-1);

@@ -162,6 +162,8 @@ export class TurnRunner {
     crashPoint("turn-row");
     this.d.threads.touch(thread.roomId, thread.rootEventId);
     const turn = this.tracker.track(row, { roomId: thread.roomId, threadRoot: thread.rootEventId, replyTo: req.eventId }, opts.directory);
+    // Tracked before its prompt goes out: on a connected stream it sees every event of the turn.
+    turn.wholeStream = this.d.conn.state === "connected";
     turn.live.show();
     await this.dispatch(turn, call);
     crashPoint("prompt-sent");

@@ -34,6 +34,11 @@ export interface ActiveTurn {
   finishing: boolean;
   /** Someone asked to abort it: OpenCode does not always say so (an abort during a retry wait just goes idle). */
   abortRequested?: boolean;
+  /**
+   * Every event of the turn came through one unbroken event stream (it was tracked before its
+   * prompt went out and the stream never dropped since): its end needs no reread of the session.
+   */
+  wholeStream?: boolean;
 }
 
 export interface TurnTrackerDeps {
@@ -61,6 +66,10 @@ export class TurnTracker {
   constructor(deps: TurnTrackerDeps) {
     this.d = deps;
     deps.conn.onEvent((e) => this.onEvent(e));
+    // Events may have fallen into the gap: those turns' ends are read from the server's record.
+    deps.conn.onState((state) => {
+      if (state !== "connected") for (const t of this.active.values()) t.wholeStream = false;
+    });
   }
 
   track(row: TurnRow, target: ThreadTarget, directory: string, parent?: string): ActiveTurn {
@@ -161,13 +170,31 @@ export class TurnTracker {
     const answered = messages.some(
       (m) => m.info.role === "assistant" && m.info.parentID === turn.row.promptMessageId && (m.info.time.completed !== undefined || m.info.error !== undefined),
     );
-    if (answered) await this.finish(turn);
+    if (answered) return this.finish(turn);
+    // The prompt arrived but its answer never finished, and the session is idle: the server went
+    // away mid-turn (a restarted server does not resume it). Asked once more a moment later, so a
+    // prompt that has only just arrived is not taken for one; still idle, the turn ends as cut off.
+    const arrived = messages.some((m) => m.info.id === turn.row.promptMessageId);
+    if (!arrived || turn.finishing) return;
+    await new Promise((r) => setTimeout(r, 2000));
+    const status = (await this.d.conn.client.session.status().catch(() => undefined))?.data ?? {};
+    if (turn.finishing || turn.sawBusy || status[turn.row.sessionId]?.type === "busy") return;
+    turn.finishing = true;
+    const again = await this.d.conn.client.session.messages({ sessionID: turn.row.sessionId, directory: turn.directory }).catch(() => undefined);
+    turn.live.push(...turn.tr.load((again?.data ?? messages) as Array<{ info: Message; parts: Part[] }>));
+    if (turn.tr.interrupted()) return this.end(turn);
+    return this.end(turn, { title: "Interrupted", message: "The OpenCode server stopped before it answered. Write a follow-up to try again." });
   }
 
-  /** The session went idle: render the final state from the server's own record of the turn. */
+  /**
+   * The session went idle: render the final state. A turn seen whole on the event stream ends
+   * from what it streamed (under load, OpenCode takes seconds to answer `session.messages`, and
+   * the final answer would wait for it); any other from the server's own record.
+   */
   async finish(turn: ActiveTurn): Promise<void> {
     if (turn.finishing) return;
     turn.finishing = true;
+    if (turn.wholeStream === true && turn.tr.complete()) return this.end(turn);
     try {
       const res = await this.d.conn.client.session.messages({ sessionID: turn.row.sessionId, directory: turn.directory });
       if (res.data) turn.live.push(...turn.tr.load(res.data as Array<{ info: Message; parts: Part[] }>));

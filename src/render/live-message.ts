@@ -1,11 +1,13 @@
 import type { Logger } from "../log.ts";
 import { editMessage, threadMessage, type ThreadTarget } from "../matrix/content.ts";
 import { RateLimitedError } from "../matrix/rate-limit.ts";
+import type { Ticket } from "../matrix/request-lanes.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
 import { crashPoint } from "../process/crash-point.ts";
 
 export interface LiveMessageOptions {
-  sender: Pick<MatrixSender, "send">;
+  /** With `hold` and `budget` (the bot's sender) edits take turns with every other reply's; without, each goes at once. */
+  sender: Pick<MatrixSender, "send"> & Partial<Pick<MatrixSender, "hold" | "budget">>;
   target: ThreadTarget;
   windowMs: number;
   log: Logger;
@@ -23,7 +25,10 @@ export interface LiveMessageOptions {
 /**
  * One Matrix message that follows a changing text: the first version is posted at once, later
  * versions become edits, at most one per window, and only the newest state is ever sent
- * (intermediate states are dropped, never queued). `finish` sends the final state whatever
+ * (intermediate states are dropped, never queued). The window is the sender's edit budget's:
+ * wider while many replies stream or the homeserver is slow. A version waits for a homeserver
+ * slot in its lane (the first post before streamed edits) and takes the newest text when its
+ * turn comes; `finish` raises a waiting version to the front and sends the final state whatever
  * the window or rate limit says.
  */
 export class LiveMessage {
@@ -35,6 +40,10 @@ export class LiveMessage {
   private timer: NodeJS.Timeout | null = null;
   private inFlight: Promise<void> | null = null;
   private blockedUntil = 0;
+  /** The place in the homeserver's queue of the version on its way, raised when the final state is due. */
+  private ticket: Ticket | null = null;
+  private closing = false;
+  private lastFailureRateLimited = false;
   edits = 0;
 
   constructor(opts: LiveMessageOptions) {
@@ -59,11 +68,24 @@ export class LiveMessage {
   /** Sends `markdown` as the final state and resolves when Matrix has it. */
   async finish(markdown: string): Promise<void> {
     this.latest = markdown;
+    this.closing = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    for (let i = 0; i < 50 && this.sent !== this.latest; i++) {
-      if (this.inFlight) await this.inFlight;
-      else await this.flush(true);
+    // A version still waiting for its turn goes first now, and carries this final text.
+    if (this.ticket) this.ticket.lane = "urgent";
+    try {
+      // A 429 only delays the final text (every reply of the bot competes for the same budget
+      // under a homeserver's limits); other failures end the attempts after 50 (minutes of a homeserver away).
+      for (let failures = 0, i = 0; failures < 50 && i < 1000 && this.sent !== this.latest; i++) {
+        if (this.inFlight) {
+          await this.inFlight;
+          continue;
+        }
+        await this.flush(true);
+        if (this.sent !== this.latest && !this.lastFailureRateLimited) failures++;
+      }
+    } finally {
+      this.opts.sender.budget?.done(this);
     }
   }
 
@@ -73,12 +95,13 @@ export class LiveMessage {
   }
 
   private schedule(): void {
-    if (this.timer || this.inFlight || this.latest === this.sent) return;
+    if (this.closing || this.timer || this.inFlight || this.latest === this.sent) return;
     const now = Date.now();
     const first = this.eventId === null && this.sent === null;
     // The first version goes out at once, unless the homeserver asked to wait (a 429) or failed:
     // retrying that at once would hammer it in a loop.
-    const due = first ? Math.max(now, this.blockedUntil) : Math.max(this.lastSendAt + this.opts.windowMs, this.blockedUntil);
+    const windowMs = Math.max(this.opts.windowMs, this.opts.sender.budget?.windowFor(this) ?? 0);
+    const due = first ? Math.max(now, this.blockedUntil) : Math.max(this.lastSendAt + windowMs, this.blockedUntil);
     this.timer = setTimeout(() => {
       this.timer = null;
       void this.flush(false);
@@ -87,18 +110,25 @@ export class LiveMessage {
 
   private flush(final: boolean): Promise<void> {
     if (this.inFlight) return this.inFlight;
-    const text = this.latest;
-    if (text === this.sent) return Promise.resolve();
+    if (this.latest === this.sent) return Promise.resolve();
+    const ticket: Ticket = { lane: final ? "urgent" : this.eventId === null ? "first" : "edit" };
+    this.ticket = ticket;
     const run = async (): Promise<void> => {
       const wait = this.blockedUntil - Date.now();
       if (final && wait > 0) await new Promise((r) => setTimeout(r, wait));
-      // The window counts from when a send starts, so edits come once per window, not once per
-      // window plus the homeserver's answer time.
-      this.lastSendAt = Date.now();
       try {
-        await this.post(text);
-        this.sent = text;
+        await this.inSlot(ticket, async () => {
+          // The newest state when the turn has come: what waited in the queue is not sent stale.
+          const text = this.latest;
+          if (text === this.sent) return;
+          // The window counts from when a send starts, so edits come once per window, not once per
+          // window plus the homeserver's answer time.
+          this.lastSendAt = Date.now();
+          await this.post(text);
+          this.sent = text;
+        });
       } catch (err) {
+        this.lastFailureRateLimited = err instanceof RateLimitedError;
         if (err instanceof RateLimitedError) {
           this.blockedUntil = Date.now() + err.retryAfterMs;
           this.opts.log.debug({ roomId: this.opts.target.roomId, waitMs: err.retryAfterMs, local: err.local }, "homeserver rate limit on a live message; will send the newest state after the wait");
@@ -108,11 +138,17 @@ export class LiveMessage {
         }
       } finally {
         this.inFlight = null;
+        this.ticket = null;
       }
       if (!final) this.schedule();
     };
     this.inFlight = run();
     return this.inFlight;
+  }
+
+  private inSlot(ticket: Ticket, work: () => Promise<void>): Promise<void> {
+    const { sender } = this.opts;
+    return sender.hold ? sender.hold(ticket, work) : work();
   }
 
   private async post(text: string): Promise<void> {

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import type { MatrixEvent } from "../harness/matrix-user.ts";
 import { cacheDir, loadStackInfo } from "../harness/stack.ts";
 import { startSynapse, type SynapseHandle } from "../harness/synapse.ts";
-import { TestEnv, splitFooter } from "./env.ts";
+import { TestEnv, splitFooter, waitForFinalReply } from "./env.ts";
 
 // A homeserver with Synapse's DEFAULT message limits (rc_message: 0.2/s, burst 10): a long
 // streamed answer with a small edit window runs into 429s. The reply must still end in the
@@ -179,5 +179,39 @@ describe("a homeserver with its default rate limits", () => {
     });
     assert.ok(final);
     void root;
+  });
+});
+
+describe("twenty answers streaming at once under the default rate limits", () => {
+  test("every thread ends with its exact answer, no edit goes backwards, and the edit window widened instead of queueing", async (t) => {
+    // A bot of its own (its own message budget), without completion notices: 20 × (👀, reply,
+    // final) is already 60 sends at Synapse's default 0.2/s after a burst of 10.
+    const many = await TestEnv.create({ name: "rl20", synapse, editWindowMs: 300, botEnv: { BOT_COMPLETION_NOTICE_AFTER_MS: "3600000" } });
+    try {
+      const { alice } = many.users;
+      await synapse?.exemptFromRateLimits(alice.userId);
+      const slowText = Array.from({ length: 40 }, (_, i) => `slow${i + 1}`).join(" ");
+      const sentAt = performance.now();
+      const roots = await Promise.all(Array.from({ length: 20 }, (_, i) => alice.sendText(many.roomId, `!oc slow stream ${i + 1}`)));
+      const finals = await Promise.all(roots.map((root) => waitForFinalReply(many, root, root, sentAt, 600_000)));
+      let edits = 0;
+      for (const [i, root] of roots.entries()) {
+        assert.equal(splitFooter(finals[i]?.body ?? "").text, slowText, `thread ${i + 1}: the exact answer`);
+        const reply = (await alice.threadEvents(many.roomId, root)).find((e) => e.sender === many.botUserId && e.content.msgtype === "m.notice");
+        assert.ok(reply, `thread ${i + 1}: a reply`);
+        const history = (await alice.edits(many.roomId, reply.event_id)).toSorted((a, b) => a.origin_server_ts - b.origin_server_ts);
+        const states = [String(reply.content.body), ...history.map(newBody)];
+        for (let k = 1; k < states.length; k++) assert.ok(progress(states[k] ?? "") > progress(states[k - 1] ?? ""), `thread ${i + 1}: edit ${k} is newer than the state before it`);
+        edits += history.length;
+      }
+      // With a fixed 300 ms window each 4 s answer would want ~13 edits (260 in all); the budget
+      // widens the window under the 429s, so most answers go out as a first post and a final.
+      assert.ok(edits <= 60, `${edits} edits for 20 answers: the window did not widen under the rate limit`);
+      const limited = many.bot.lines.filter((l) => l.includes("homeserver rate limit")).length;
+      assert.ok(limited >= 1, "the default limits were hit (otherwise this test proves nothing)");
+      t.diagnostic(`20 answers final after ${((performance.now() - sentAt) / 1000).toFixed(1)} s; ${edits} edits in all; ${limited} rate-limit log lines`);
+    } finally {
+      await many.close();
+    }
   });
 });

@@ -83,12 +83,12 @@ test("a file with only the required keys parses to every default, each section i
   const c = loadConfig({ file: minimal, env: {} });
   // The whole result, as it was when each section also repeated its keys' defaults.
   assert.deepEqual(c, {
-    matrix: { homeserverUrl: "http://127.0.0.1:8008", accessToken: "tok", deviceName: "agent-bot", requestTimeoutMs: 30_000 },
+    matrix: { homeserverUrl: "http://127.0.0.1:8008", accessToken: "tok", deviceName: "agent-bot", requestTimeoutMs: 30_000, maxConcurrentRequests: 6 },
     access: { allowedUsers: ["@a:x"], admins: [], strangerNoticeIntervalMs: 600_000 },
     commands: { prefix: "!oc" },
     opencode: { workspaceDir: "./workspace", healthCheckIntervalMs: 5000, maxRetries: 3, retryDelayMs: 1000, requestTimeoutMs: 30_000, passEnv: [], sandbox: "auto" },
     letta: { prefix: "!letta", maxRetries: 3, retryDelayMs: 1000, timeoutMs: 60_000, delegateToOpencode: false, delegationWaitMs: 50_000 },
-    rendering: { editWindowMs: 1000, completionNoticeAfterMs: 0 },
+    rendering: { editWindowMs: 1000, maxEditWindowMs: 20_000, completionNoticeAfterMs: 0 },
     database: { path: "./data/bot.db", inboxRetentionMs: 86_400_000 },
     http: { port: 8080, host: "127.0.0.1" },
     notify: { perTokenPerMinute: 30, perSessionPerMinute: 10 },
