@@ -1,13 +1,10 @@
 import { resolve } from "node:path";
-import { createAcpBackends } from "./acp/index.ts";
 import { AccessPolicy } from "./access/policy.ts";
 import type { AgentBackend, BackendHealth } from "./commands/backend.ts";
 import { CommandRouter } from "./commands/router.ts";
 import type { BotConfig } from "./config/schema.ts";
 import { BotMetrics } from "./http/metrics.ts";
 import { startHttpServer } from "./http/server.ts";
-import { createLettaBackend } from "./letta/index.ts";
-import { createDelegation } from "./mcp/index.ts";
 import type { Logger } from "./log.ts";
 import { DurableMatrixClient } from "./matrix/bot-client.ts";
 import { DisplayNames } from "./matrix/display-names.ts";
@@ -58,10 +55,16 @@ export async function startBot(config: BotConfig, log: Logger, opts: { configFil
   ensureDirectory(resolve(config.opencode.workspaceDir), "opencode.workspaceDir");
   // The homeserver and the token before anything heavy: a wrong URL or token is the commonest first-run mistake.
   const account = await verifyMatrixAccount(config.matrix, kv);
-  const client = new DurableMatrixClient(config.matrix.homeserverUrl, account.accessToken, new SqliteSyncStorage(db), { requestTimeoutMs: config.matrix.requestTimeoutMs });
+  const client = new DurableMatrixClient(config.matrix.homeserverUrl, account.accessToken, new SqliteSyncStorage(db), {
+    requestTimeoutMs: config.matrix.requestTimeoutMs,
+    maxConcurrentRequests: config.matrix.maxConcurrentRequests,
+  });
   const userId = await client.getUserId();
   const metrics = new BotMetrics();
-  const sender = new MatrixSender(client, log.child({ component: "matrix" }), () => metrics.rateLimited());
+  const sender = new MatrixSender(client, log.child({ component: "matrix" }), () => metrics.rateLimited(), {
+    baseWindowMs: config.rendering.editWindowMs,
+    maxWindowMs: config.rendering.maxEditWindowMs,
+  });
   const access = new AccessPolicy(config.access.allowedUsers, config.access.strangerNoticeIntervalMs, config.access.admins);
   const names = new DisplayNames(client);
 
@@ -74,11 +77,12 @@ export async function startBot(config: BotConfig, log: Logger, opts: { configFil
 
   // The list of backends: adding one is one factory call here.
   const opencode = await createOpencodeBackend(config, { db, kv, inbox, threads, turns, rooms, sender, client, names, metrics, engine, settings, log, configFile: opts.configFile });
-  const letta = createLettaBackend(config, { db, threads, inbox, sender, engine, displayName: (r, u) => names.get(r, u), log: log.child({ component: "letta" }) });
-  const acp = createAcpBackends(config, { db, inbox, threads, sender, engine, displayName: (r, u) => names.get(r, u), log, configFile: opts.configFile });
+  // Letta, the ACP agents and the MCP delegation are loaded only when configured: a faster start without them.
+  const letta = config.letta.baseUrl === undefined ? undefined : (await import("./letta/index.ts")).createLettaBackend(config, { db, threads, inbox, sender, engine, displayName: (r, u) => names.get(r, u), log: log.child({ component: "letta" }) });
+  const acp = Object.keys(config.acp?.agents ?? {}).length === 0 ? [] : (await import("./acp/index.ts")).createAcpBackends(config, { db, inbox, threads, sender, engine, displayName: (r, u) => names.get(r, u), log, configFile: opts.configFile });
   const backends: AgentBackend[] = [opencode, ...(letta ? [letta] : []), ...acp];
   // Letta agents hand coding tasks to OpenCode through POST /mcp (letta.delegateToOpencode).
-  const delegation = letta && config.letta.delegateToOpencode ? createDelegation(config, { db, letta, opencode, threads, sender, names, log, botUserId: userId }) : undefined;
+  const delegation = letta && config.letta.delegateToOpencode ? (await import("./mcp/index.ts")).createDelegation(config, { db, letta, opencode, threads, sender, names, log, botUserId: userId }) : undefined;
 
   metrics.observe({ sendCounters: sender.counters, activeSessions: () => backends.reduce((n, b) => n + (b.activeTurns?.() ?? 0), 0) });
   // What OpenCode's notify plugin posts (sessions started outside Matrix).
