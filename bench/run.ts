@@ -21,12 +21,13 @@ import { OpencodeEventRecorder } from "./lib/oc-events.ts";
 import { isConnectionNotice, splitFooter, versionsOf, waitForAck, waitForFinal, waitForReply, type ReplyWatch, type Version } from "./lib/replies.ts";
 import { round, summarize, type Summary } from "./lib/stats.ts";
 import { evaluateTargets, printReport, type RateLimitPhase, type Report, type ScaleLevel } from "./lib/report.ts";
+import { runServersPhase } from "./lib/servers-phase.ts";
 
 const { values: args } = parseArgs({
   options: {
     quick: { type: "boolean", default: false },
     help: { type: "boolean", default: false },
-    only: { type: "string" }, // comma list of phases: floor,relay,start,scale,ratelimit
+    only: { type: "string" }, // comma list of phases: floor,relay,start,scale,servers,ratelimit
     window: { type: "string" }, // BOT_EDIT_WINDOW_MS (default: the bot's default, 1000)
     "floor-samples": { type: "string" },
     "relay-sessions": { type: "string" },
@@ -34,6 +35,11 @@ const { values: args } = parseArgs({
     scale: { type: "string" }, // e.g. 50,100,200
     "scale-words": { type: "string" },
     "start-samples": { type: "string" },
+    "servers-rooms": { type: "string" },
+    "servers-sessions": { type: "string" },
+    "servers-words": { type: "string" },
+    "servers-outage-words": { type: "string" },
+    "servers-concurrency": { type: "string" },
     "rate-words": { type: "string" },
     "rate-token-ms": { type: "string" },
     "late-ms": { type: "string" },
@@ -47,7 +53,7 @@ const { values: args } = parseArgs({
 if (args.help) {
   process.stdout.write(`npm run bench [-- options]
   --quick               small sizes (for development)
-  --only a,b            phases: floor,relay,start,scale,ratelimit (default: all)
+  --only a,b            phases: floor,relay,start,scale,servers,ratelimit (default: all)
   --window MS           the bot's edit window (default 1000, the bot's default)
   --floor-samples N     plain send→sync round trips (default 40)
   --relay-sessions N    sequential streamed replies for relay/ack/finish/cost (default 10)
@@ -55,6 +61,11 @@ if (args.help) {
   --scale L1,L2,..      concurrent sessions per level (default 50,100,200)
   --scale-words N       words per reply at scale (default 60)
   --start-samples N     bot starts per kind (default 5)
+  --servers-rooms N     servers phase: rooms bound round-robin to 3 OpenCode servers (default 1000)
+  --servers-sessions N  servers phase: sessions at once per server (default 20)
+  --servers-words N     servers phase: words per answer in the burst (default 60, ≤200)
+  --servers-outage-words N  words per answer while one server is killed (default 200: 4 s at 20 ms/token, ≤200)
+  --servers-concurrency N   room creations / binding commands in flight (default 16)
   --rate-words N        words of the answer under default rate limits (default 200)
   --rate-token-ms MS    token cadence of that answer (default 150: a 30 s answer)
   --late-ms MS          a final state later than this after the session went idle is "late" (default 10000)
@@ -77,6 +88,11 @@ const cfg = {
   scaleLevels: (args.scale ?? (quick ? "10,20" : "50,100,200")).split(",").map(Number).filter((n) => n > 0),
   scaleWords: Math.min(200, num(args["scale-words"], 60, 30)),
   startSamples: num(args["start-samples"], 5, 2),
+  serversRooms: num(args["servers-rooms"], 1000, 60),
+  serversSessions: num(args["servers-sessions"], 20, 5),
+  serversWords: Math.min(200, num(args["servers-words"], 60, 30)),
+  serversOutageWords: Math.min(200, num(args["servers-outage-words"], 200, 200)),
+  serversConcurrency: num(args["servers-concurrency"], 16, 16),
   rateWords: Math.min(200, num(args["rate-words"], 200, 60)),
   rateTokenMs: num(args["rate-token-ms"], 150, 150),
   tokenMs: 20, // the scripted model's default cadence, as in the tests
@@ -85,7 +101,7 @@ const cfg = {
   profile: args.profile ?? false,
   botEnv: Object.fromEntries((args["bot-env"] ?? []).map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)])),
 };
-const phases = new Set((args.only ?? "floor,relay,start,scale,ratelimit").split(","));
+const phases = new Set((args.only ?? "floor,relay,start,scale,servers,ratelimit").split(","));
 
 const t00 = performance.now();
 const say = (line: string): void => void process.stderr.write(`[bench +${((performance.now() - t00) / 1000).toFixed(0)}s] ${line}\n`);
@@ -98,6 +114,9 @@ const logDir = join(resultsDir, "logs"); // the bots' log lines of the latest ru
 mkdirSync(resultsDir, { recursive: true });
 if (cfg.profile) mkdirSync(profileDir, { recursive: true });
 const workDir = mkdtempSync(join(os.tmpdir(), "bot-bench-"));
+// The bots' databases in a directory of their own: the bot refuses state beside the agent's workspace.
+const stateDir = join(workDir, "bot-state");
+mkdirSync(stateDir);
 const expectedWords = (n: number): string => Array.from({ length: n }, (_, i) => `word${i + 1}`).join(" ");
 
 // ---------------------------------------------------------------------------------------------
@@ -506,7 +525,7 @@ if (phases.has("relay")) {
   const botAccount = await reg("relay-bot");
   const proxy = await ProxyProcess.start(hs);
   cleanups.push(() => proxy.stop());
-  const dbPath = join(workDir, "relay-bot.db");
+  const dbPath = join(stateDir, "relay-bot.db");
   const bot = await BenchBot.start(botOptions({ homeserverUrl: proxy.url, accessToken: botAccount.accessToken, allowedUsers: [al.userId], databasePath: dbPath }));
   const room = await al.createRoom({ invite: [botAccount.userId] });
   await waitForJoin(al, room, botAccount.userId);
@@ -584,9 +603,9 @@ if (phases.has("relay")) {
 // start: process spawn → "bot ready", Synapse and OpenCode already up.
 async function startSamples(kind: "cold" | "warm", n: number, account: RegisteredUser): Promise<Array<{ ms: number; cpuMs: number }>> {
   const out: Array<{ ms: number; cpuMs: number }> = [];
-  const dbPath = join(workDir, `start-${kind}.db`);
+  const dbPath = join(stateDir, `start-${kind}.db`);
   for (let i = 0; i < n; i++) {
-    const path = kind === "cold" ? join(workDir, `start-cold-${i}.db`) : dbPath;
+    const path = kind === "cold" ? join(stateDir, `start-cold-${i}.db`) : dbPath;
     const b = await BenchBot.start(botOptions({ homeserverUrl: hs, accessToken: account.accessToken, allowedUsers: ["@nobody:localhost"], databasePath: path }));
     out.push({ ms: b.startMs, cpuMs: b.startCpuMs });
     await b.stop();
@@ -605,7 +624,7 @@ if (phases.has("start")) {
   if (cfg.profile) {
     const b = await BenchBot.start(botOptions({
       homeserverUrl: hs, accessToken: account.accessToken, allowedUsers: ["@nobody:localhost"],
-      databasePath: join(workDir, "start-warm.db"), cpuProfileDir: join(profileDir, "start"),
+      databasePath: join(stateDir, "start-warm.db"), cpuProfileDir: join(profileDir, "start"),
     }));
     await b.stop();
     profile = join(profileDir, "start");
@@ -630,7 +649,7 @@ if (phases.has("scale") && cfg.scaleLevels.length > 0) {
   const botAccount = await reg("scale-bot");
   const proxy = await ProxyProcess.start(hs);
   cleanups.push(() => proxy.stop());
-  const dbPath = join(workDir, "scale-bot.db");
+  const dbPath = join(stateDir, "scale-bot.db");
   const opts = botOptions({
     homeserverUrl: proxy.url, accessToken: botAccount.accessToken, allowedUsers: [al.userId], databasePath: dbPath,
     ...(cfg.profile ? { cpuProfileDir: join(profileDir, "scale") } : {}),
@@ -719,6 +738,24 @@ if (phases.has("scale") && cfg.scaleLevels.length > 0) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// servers: 1,000 rooms over three OpenCode servers; 20 sessions at once on each; one killed mid-stream.
+if (phases.has("servers")) {
+  report.phases.servers = await runServersPhase({
+    cfg: {
+      rooms: Math.max(3 * (2 * cfg.serversSessions + 3), cfg.serversRooms), // enough unused rooms per server for both rounds
+      perServer: cfg.serversSessions,
+      words: cfg.serversWords,
+      outageWords: cfg.serversOutageWords,
+      concurrency: cfg.serversConcurrency,
+      lateMs: cfg.lateMs,
+      timeoutMs: cfg.scaleTimeoutMs,
+      noticeTargetMs: 5000,
+    },
+    stack, recorder, workDir, stateDir, logDir, reg, botOptions, say, markLoad, cleanups,
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
 // ratelimit: Synapse with its default rate limits, one long answer.
 if (phases.has("ratelimit")) {
   say(`ratelimit: second Synapse with default rate limits; one answer of ${cfg.rateWords} words at ${cfg.rateTokenMs} ms/token`);
@@ -739,7 +776,7 @@ if (phases.has("ratelimit")) {
   cleanups.push(() => al2.stopSync());
   const proxy = await ProxyProcess.start(synapse2.baseUrl);
   cleanups.push(() => proxy.stop());
-  const dbPath = join(rlDir, "bot.db");
+  const dbPath = join(rlDir, "bot-state", "bot.db");
   const bot = await BenchBot.start({
     homeserverUrl: proxy.url, accessToken: b2.accessToken, allowedUsers: [a2.userId], databasePath: dbPath,
     opencodeUrl: oc2.url, workspaceDir: join(rlDir, "workspace"), editWindowMs: cfg.windowMs, extraEnv: cfg.botEnv,

@@ -28,6 +28,7 @@ export class OpencodeEventRecorder {
   readonly parts = new Map<string, PartRecord>();
   readonly sessions = new Map<string, SessionMarks>();
   events = 0;
+  disconnects = 0;
   private readonly abort = new AbortController();
   private loop: Promise<void> | undefined;
   private connected: Promise<void>;
@@ -42,18 +43,41 @@ export class OpencodeEventRecorder {
     this.connected = new Promise((r) => (this.onConnected = r));
   }
 
-  async start(): Promise<void> {
+  /**
+   * With `reconnect`, a stream that ends (the server was killed) is opened again every 250 ms
+   * until stop(): a server that comes back is followed again. `disconnects` counts the ends. An
+   * attempt that gets no first event (OpenCode sends `server.connected` at once) within 2 s is
+   * given up: one opened while the server was starting can hang for good.
+   */
+  async start(opts: { reconnect?: boolean } = {}): Promise<void> {
     const client = createOpencodeClient({ baseUrl: this.url, directory: this.directory });
-    const { stream } = await client.global.event({ signal: this.abort.signal, sseMaxRetryAttempts: 1 });
-    this.loop = (async () => {
+    const follow = async (): Promise<void> => {
+      const attempt = new AbortController();
+      const signal = AbortSignal.any([this.abort.signal, attempt.signal]);
+      let first = false;
+      const timer = opts.reconnect ? setTimeout(() => first || attempt.abort(), 2000) : undefined;
       try {
+        const { stream } = await client.global.event({ signal, sseMaxRetryAttempts: 1 });
         for await (const g of stream) {
+          first = true;
           this.onConnected();
           const event = (g as { payload?: Event }).payload;
           if (event) this.apply(event, performance.now());
         }
-      } catch (err) {
-        if (!this.abort.signal.aborted) throw err;
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+    this.loop = (async () => {
+      for (;;) {
+        try {
+          await follow();
+        } catch (err) {
+          if (!this.abort.signal.aborted && !opts.reconnect) throw err;
+        }
+        if (this.abort.signal.aborted || !opts.reconnect) return;
+        this.disconnects++;
+        await new Promise((r) => setTimeout(r, 250));
       }
     })();
     await Promise.race([this.connected, this.loop]);

@@ -1,7 +1,10 @@
 // The benchmark's result document and the table printed from it.
 import type { LoopLag } from "./bot.ts";
 import type { CpuUse } from "./cpu.ts";
+import type { ServersPhase } from "./servers-phase.ts";
 import type { Summary } from "./stats.ts";
+
+export type { ServersPhase } from "./servers-phase.ts";
 
 interface Requests {
   total: number;
@@ -95,6 +98,7 @@ export interface Report {
     relay?: RelayPhase;
     start?: { coldMs: Summary; warmMs: Summary; coldCpuMs: Summary; warmCpuMs: Summary; profileDir?: string };
     scale?: { rooms: number; idleRssMb: number; levels: ScaleLevel[]; restartWithRoomsMs: number; restartWithRoomsCpuMs: number; profileDir?: string };
+    servers?: ServersPhase;
     ratelimit?: RateLimitPhase;
   };
   load?: Array<{ phase: string; at: string; load1: number }>;
@@ -161,9 +165,72 @@ export function evaluateTargets(r: Report): NonNullable<Report["targets"]> {
       met: start.coldMs.p50 <= 1000 && start.warmMs.p50 <= 1000,
     });
   }
-  const lost = (relay?.lost ?? 0) + (scale?.levels.reduce((a, l) => a + l.lost + l.late, 0) ?? 0) + (r.phases.ratelimit?.lost ?? 0);
+  const sv = r.phases.servers;
+  if (sv) {
+    const o = sv.outage;
+    out.push({ target: `${sv.rooms} rooms, ${sv.burst.sessions} sessions on ${sv.servers.length} servers: bot RSS ≤ 250 MB`, value: `${sv.burst.rssPeakMb} MB`, met: sv.burst.rssPeakMb <= 250 });
+    out.push({ target: `${sv.rooms} rooms, ${sv.burst.sessions} sessions on ${sv.servers.length} servers: loop lag p99 ≤ 50 ms`, value: ms(sv.burst.loopLag.lagP99Ms), met: sv.burst.loopLag.lagP99Ms <= 50 });
+    out.push({
+      target: "a killed server's threads told within 5 s",
+      value: `${o.noticesWithinTarget}/${o.perVictim} within 5 s, max ${ms(o.noticeMs.max)}`,
+      met: o.noticesWithinTarget === o.perVictim,
+    });
+    out.push({ target: "the other servers' turns unaffected (0 lost, 0 late, no notices)", value: `lost ${o.othersLost}, late ${o.othersLate}, ${o.falseNotices} notices`, met: o.othersLost + o.othersLate + o.falseNotices === 0 });
+    out.push({
+      target: "the killed server's turns finished after it returns",
+      value: `${o.victimFinals}/${o.perVictim} final (${o.victimInterruptedNote} marked interrupted, ${o.victimFinalShorterThanSeen} shorter than shown live)`,
+      met: o.victimFinals === o.perVictim && o.victimFinalShorterThanSeen === 0,
+    });
+  }
+  const lost = (relay?.lost ?? 0) + (scale?.levels.reduce((a, l) => a + l.lost + l.late, 0) ?? 0) + (r.phases.ratelimit?.lost ?? 0)
+    + (sv ? sv.burst.lost + sv.burst.late + sv.outage.othersLost + sv.outage.othersLate : 0);
   out.push({ target: "0 lost or late final states everywhere", value: String(lost), met: lost === 0 });
   return out;
+}
+
+function serversRows(x: ServersPhase): string[][] {
+  const rows: string[][] = [];
+  const b = x.burst;
+  const o = x.outage;
+  const n = x.servers.length;
+  const s1 = (v: number): string => `${(v / 1000).toFixed(1)} s`;
+  rows.push([
+    `servers: ${x.rooms} rooms on ${n} servers, idle`, ms(x.idleLoopLag.lagP50Ms), ms(x.idleLoopLag.lagP99Ms),
+    `bot RSS ${x.idleRssMb} MB; rooms created and joined in ${s1(x.createMs)} (${x.concurrency} at a time), ${Object.values(x.roomsPerServer).reduce((a, v) => a + v, 0) - (x.roomsPerServer.default ?? 0)} bound with \`!oc server\` in ${s1(x.bindMs)} (answer ${ms(x.bindCommandMs.p50)} / ${ms(x.bindCommandMs.p99)}, ${x.bindFailures} failed); ${x.setupRequests.perRoom} bot requests per room`,
+  ]);
+  rows.push([
+    `servers ${b.sessions} sessions (${b.sessions / n} per server): loop lag`, ms(b.loopLag.lagP50Ms), ms(b.loopLag.lagP99Ms),
+    `RSS peak ${b.rssPeakMb} MB; lost ${b.lost}, late ${b.late}; ${b.words} words each, all final within ${s1(b.wallMs)}; ${stallText(b.loopLag)}; ${b.requests.perReply} req/reply, ${b.requests.rateLimited} 429s`,
+  ]);
+  for (const t of b.perServer) {
+    rows.push([`  ${t.server}: ack / finish`, `${ms(t.ackMs.p50)} / ${ms(t.finishMs.p50)}`, `${ms(t.ackMs.p99)} / ${ms(t.finishMs.p99)}`, `n=${t.n}; lost ${t.lost}, late ${t.late}`]);
+    rows.push(["    ack split: bot / PUT / sync", ...splitCells(t.ackSplitMs), "bot = Alice's PUT done → the bot's PUT at the proxy"]);
+    rows.push(["    finish split: bot / PUT / sync", ...splitCells(t.finishSplitMs), "bot = idle → the bot's PUT at the proxy"]);
+  }
+  rows.push([
+    `servers outage: \`${o.victim}\` killed, its threads told`, ms(o.noticeMs.p50), ms(o.noticeMs.p99),
+    `${o.noticesSeen}/${o.perVictim} notices, ${o.noticesWithinTarget} within 5 s (max ${ms(o.noticeMs.max)}); killed ${s1(o.killAfterMs)} after the prompts: ${o.victimBusyAtKill} of its sessions busy (${o.victimTextAtKill} with text streamed), ${o.victimDoneAtKill} done, ${o.victimNotStartedAtKill} not started (p50: ${Math.round(o.victimEmittedAtKill.p50)} of ${o.words} words emitted, ${Math.round(o.victimWordsAtKill.p50)} shown); ${o.falseNotices} notices elsewhere`,
+  ]);
+  const ns = o.noticeSplitMs;
+  rows.push([
+    "    notice split: to its PUT / PUT / sync", `${num(ns.toPut.p50)} / ${num(ns.put.p50)} / ${num(ns.sync.p50)} ms`, `${num(ns.toPut.p99)} / ${num(ns.put.p99)} / ${num(ns.sync.p99)} ms`,
+    `the bot logged the server lost ${ms(ns.detect)} after the kill; it waits 3 s before telling (an outage shorter than that is not announced)`,
+  ]);
+  for (const t of o.others) {
+    rows.push([`  ${t.server} meanwhile: ack / finish`, `${ms(t.ackMs.p50)} / ${ms(t.finishMs.p50)}`, `${ms(t.ackMs.p99)} / ${ms(t.finishMs.p99)}`, `n=${t.n}; lost ${t.lost}, late ${t.late}`]);
+  }
+  rows.push([
+    `  \`${o.victim}\` back: reconnect notice / final`, `${ms(o.reconnectNoticeMs.p50)} / ${ms(o.victimFinalMs.p50)}`, `${ms(o.reconnectNoticeMs.p99)} / ${ms(o.victimFinalMs.p99)}`,
+    `from the restarted server ready (down ${s1(o.downMs)}, its start ${s1(o.restartMs)}): ${o.reconnectNotices} reconnect notices, ${o.victimFinals}/${o.perVictim} finals (${o.victimFinishedBeforeKill} before the kill), ${o.victimInterruptedNote} marked interrupted, ${o.victimComplete} complete, ${o.victimFinalShorterThanSeen} shorter than shown live (final words p50 ${Math.round(o.victimFinalWords.p50)}); new prompts there ${o.afterReturn.ok}/${o.afterReturn.prompts} ok`,
+  ]);
+  const tries = o.botConnectionLog.filter((l) => l.msg.startsWith("OpenCode event stream lost")).map((l) => `${(l.atMs / 1000).toFixed(1)}`);
+  const back = o.botConnectionLog.find((l) => l.state === "connected");
+  rows.push([
+    "    the bot's tries (s after the kill)", tries.join(", "), back ? `connected ${(back.atMs / 1000).toFixed(1)}` : "–",
+    `the server was ready again ${s1(o.downMs)} after the kill; each try first asks /global/health (8 s timeout), then waits (1, 2, 4 s, then every 5 s)`,
+  ]);
+  rows.push([`  bot during the outage round: loop lag`, ms(o.loopLag.lagP50Ms), ms(o.loopLag.lagP99Ms), `RSS peak ${o.rssPeakMb} MB; ${stallText(o.loopLag)}`]);
+  return rows;
 }
 
 function table(rows: string[][]): string {
@@ -219,11 +286,13 @@ export function renderReport(r: Report): string {
       rows.push(["    OpenCode GET /global/health", ...pair(l.opencodeHealthMs), `max ${ms(l.opencodeHealthMs.max)} (the bot's check times out at 2 s)`]);
     }
   }
+  if (p.servers) rows.push(...serversRows(p.servers));
   if (p.start) {
     rows.push(["start: spawn → ready (new database)", ...pair(p.start.coldMs), `n=${p.start.coldMs.n}; CPU used ${ms(p.start.coldCpuMs.p50)} / ${ms(p.start.coldCpuMs.p99)}`]);
     rows.push(["start: spawn → ready (restart)", ...pair(p.start.warmMs), `n=${p.start.warmMs.n}; CPU used ${ms(p.start.warmCpuMs.p50)} / ${ms(p.start.warmCpuMs.p99)}`]);
   }
   if (p.scale) rows.push([`start: restart with ${p.scale.rooms} rooms`, ms(p.scale.restartWithRoomsMs), "", `n=1; CPU used ${ms(p.scale.restartWithRoomsCpuMs)}`]);
+  if (p.servers) rows.push([`start: restart with ${p.servers.rooms} rooms, ${p.servers.servers.length} servers`, ms(p.servers.restartWithRoomsMs), "", `n=1; CPU used ${ms(p.servers.restartWithRoomsCpuMs)}`]);
   if (p.ratelimit) {
     const x = p.ratelimit;
     rows.push([
@@ -236,10 +305,14 @@ export function renderReport(r: Report): string {
   const cpuRow = (name: string, c: CpuUse | undefined): void => {
     if (!c) return;
     const b = c.byProcess;
-    cpuRows.push([name, `${c.wallS} s`, `${b.bot}`, `${b.opencode}`, `${b.synapse}`, `${round2((b.bench ?? 0) + (b.proxy ?? 0))}`, `${c.othersS}`]);
+    const oc = round2(Object.entries(b).filter(([k, v]) => (k === "opencode" || k.startsWith("opencode-")) && !Number.isNaN(v)).reduce((x, [, v]) => x + v, 0));
+    cpuRows.push([name, `${c.wallS} s`, `${b.bot}`, `${oc}`, `${b.synapse}`, `${round2((b.bench ?? 0) + (b.proxy ?? 0))}`, `${c.othersS}`]);
   };
   cpuRow("relay", p.relay?.cpu);
   for (const l of p.scale?.levels ?? []) cpuRow(`scale ${l.sessions}`, l.cpu);
+  cpuRow(`servers: creating and binding ${p.servers?.rooms ?? ""} rooms`, p.servers?.setupCpu);
+  cpuRow(`servers ${p.servers?.burst.sessions ?? ""}`, p.servers?.burst.cpu);
+  cpuRow("servers outage (OpenCode: the two not killed)", p.servers?.outage.cpu);
   const targets = (r.targets ?? []).map((t) => [t.target, t.value, t.met === null ? "?" : t.met ? "met" : "MISSED"]);
   const cpuTable = cpuRows.length > 1 ? `\n\n${table(cpuRows)}` : "";
   return `${table(rows)}${cpuTable}\n\n${table([["target", "measured", ""], ...targets])}`;
