@@ -3,7 +3,7 @@ import type { Logger } from "../log.ts";
 import type { MessageContent, ThreadTarget } from "./content.ts";
 import { EditBudget } from "./edit-budget.ts";
 import { RateLimitGate } from "./rate-limit.ts";
-import { inLane, RequestLanes, type Lane, type Ticket } from "./request-lanes.ts";
+import { RequestLanes, type Ticket } from "./request-lanes.ts";
 
 export interface SendCounters {
   requests: number;
@@ -58,11 +58,7 @@ export class MatrixSender {
    * (a streaming edit sends its newest state instead of a stale one). With `txnId` the
    * homeserver drops a repeat of the same send (the scheduler's, across restarts).
    */
-  async send(roomId: string, content: MessageContent, opts: { type?: string; retry?: boolean; txnId?: string; lane?: Lane } = {}): Promise<string> {
-    if (opts.lane !== undefined) {
-      const { lane, ...rest } = opts;
-      return inLane(lane, () => this.send(roomId, content, rest));
-    }
+  async send(roomId: string, content: MessageContent, opts: { type?: string; retry?: boolean; txnId?: string } = {}): Promise<string> {
     const type = opts.type ?? "m.room.message";
     const { txnId } = opts;
     const id = await this.gate.run(
