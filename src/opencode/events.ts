@@ -24,13 +24,29 @@ export class OpencodeTranslator {
   private readonly messages = new Map<string, MessageState>();
   private readonly workspaceDir: string;
   private readonly userMessageIds = new Set<string>();
+  /**
+   * Streaming parts whose text has a hole: OpenCode records a text part as empty until it ends,
+   * so a part read from the record mid-stream, or streaming while the event stream was down,
+   * lacks words that its next deltas do not bring back. Their deltas are not shown (the text
+   * would read from the middle); the part's whole text comes with its end.
+   */
+  private readonly holed = new Set<string>();
+  /** The turn may have started before these events: a part first met by a delta began earlier. */
+  private joinedLate: boolean;
   /** The user message of this turn; assistant messages answering others are not ours. */
   parentMessageId: string | undefined;
   error: SessionErrorInfo | undefined;
 
-  constructor(workspaceDir: string, parentMessageId?: string) {
+  constructor(workspaceDir: string, parentMessageId?: string, opts: { joinedLate?: boolean } = {}) {
     this.workspaceDir = workspaceDir;
     this.parentMessageId = parentMessageId;
+    this.joinedLate = opts.joinedLate === true;
+  }
+
+  /** The event stream dropped: deltas of the parts streaming now may have fallen into the gap. */
+  markGap(): void {
+    this.joinedLate = true;
+    for (const m of this.messages.values()) for (const p of m.parts.values()) if (streaming(p)) this.holed.add(p.id);
   }
 
   /** Events for one event of this turn's session; none when nothing people see changed. */
@@ -47,12 +63,19 @@ export class OpencodeTranslator {
         const part = event.properties.part;
         if (!this.knows(part.messageID)) return [];
         this.state(part.messageID).parts.set(part.id, part);
+        // The stream's own copy of the part is whole up to this point: its next deltas follow on.
+        this.holed.delete(part.id);
         return part.type === "patch" ? [{ type: "files", paths: this.changedFiles() }] : [this.snapshot()];
       }
       case "message.part.delta": {
         const { messageID, partID, field, delta } = event.properties;
         if (!this.knows(messageID)) return [];
         const parts = this.state(messageID).parts;
+        if (this.holed.has(partID)) return [];
+        if (!parts.has(partID) && this.joinedLate) {
+          this.holed.add(partID);
+          return [];
+        }
         const part = parts.get(partID) ?? ({ id: partID, messageID, sessionID: event.properties.sessionID, type: "text", text: "" } as Part);
         const record = part as unknown as Record<string, unknown>;
         record[field] = String(record[field] ?? "") + delta;
@@ -83,6 +106,7 @@ export class OpencodeTranslator {
    */
   load(messages: Array<{ info: Message; parts: Part[] }>): TurnEvent[] {
     const streamed = new Map(this.messages);
+    const streamedHoled = new Set(this.holed);
     this.messages.clear();
     let parent = this.parentMessageId;
     if (parent === undefined) parent = [...messages].reverse().find((m) => m.info.role === "user")?.info.id;
@@ -90,9 +114,15 @@ export class OpencodeTranslator {
     for (const m of messages) {
       if (m.info.role !== "assistant" || m.info.parentID !== parent) continue;
       const parts = new Map(m.parts.map((p) => [p.id, p]));
+      for (const p of m.parts) if (streaming(p)) this.holed.add(p.id);
       for (const [id, old] of streamed.get(m.info.id)?.parts ?? []) {
         const now = parts.get(id);
-        if (!now || (old.type === "text" && now.type === "text" && old.text.length > now.text.length)) parts.set(id, old);
+        const wholeCopy = !streamedHoled.has(id);
+        // The streamed copy when longer, or when whole and the record's is still streaming (empty).
+        if (!now || (textLike(old) && textLike(now) && (old.text.length > now.text.length || (wholeCopy && streaming(now))))) {
+          parts.set(id, old);
+          if (wholeCopy) this.holed.delete(id);
+        }
       }
       this.messages.set(m.info.id, { info: m.info, parts });
     }
@@ -170,4 +200,13 @@ export class OpencodeTranslator {
     }
     return s;
   }
+}
+
+/** A text or reasoning part that has not ended: its recorded text may be behind the stream. */
+function streaming(p: Part): boolean {
+  return textLike(p) && p.time?.end === undefined;
+}
+
+function textLike(p: Part): p is Extract<Part, { type: "text" | "reasoning" }> {
+  return p.type === "text" || p.type === "reasoning";
 }

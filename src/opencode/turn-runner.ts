@@ -237,7 +237,7 @@ export class TurnRunner {
         continue;
       }
       const directory = thread.directory ?? this.d.workspaceDir;
-      const turn = this.tracker.track(row, { roomId: row.roomId, threadRoot: row.rootEventId, replyTo: row.promptEventId }, directory);
+      const turn = this.tracker.track(row, { roomId: row.roomId, threadRoot: row.rootEventId, replyTo: row.promptEventId }, directory, { joinedLate: true });
       if (row.promptMessageId) this.tracker.ownMessageIds.add(row.promptMessageId);
       const res = await this.d.conn.client.session.messages({ sessionID: row.sessionId, directory });
       const messages = (res.data ?? []) as Array<{ info: Message; parts: Part[] }>;
@@ -274,6 +274,11 @@ export class TurnRunner {
   async onConnectionState(state: "connecting" | "connected" | "disconnected", retry: RetrySettings): Promise<void> {
     if (state === "disconnected") this.notices.serverLost(this.activeTargets(), retry);
     if (state === "connected") await this.notices.serverBack();
+  }
+
+  /** The server refused a reconnect: a lost connection is an outage, told now rather than after the blip delay. */
+  serverGone(): void {
+    this.notices.serverGone();
   }
 
   /** Threads with a turn running, for telling people about a lost or regained server. */

@@ -68,11 +68,17 @@ export class TurnTracker {
     deps.conn.onEvent((e) => this.onEvent(e));
     // Events may have fallen into the gap: those turns' ends are read from the server's record.
     deps.conn.onState((state) => {
-      if (state !== "connected") for (const t of this.active.values()) t.wholeStream = false;
+      if (state !== "connected") {
+        for (const t of this.active.values()) {
+          t.wholeStream = false;
+          t.tr.markGap();
+        }
+      }
     });
   }
 
-  track(row: TurnRow, target: ThreadTarget, directory: string, parent?: string): ActiveTurn {
+  /** `joinedLate`: the turn was under way before it was tracked (recovery, `attach`): its parts may have begun unseen. */
+  track(row: TurnRow, target: ThreadTarget, directory: string, opts: { joinedLate?: boolean } = {}): ActiveTurn {
     const live = this.d.engine.open({
       target,
       replyEventId: row.replyEventId,
@@ -83,7 +89,7 @@ export class TurnTracker {
       startedAt: row.startedAt,
       persist: { backend: "opencode", turnId: row.id },
     });
-    const tr = new OpencodeTranslator(this.d.workspaceDir, row.promptMessageId ?? parent);
+    const tr = new OpencodeTranslator(this.d.workspaceDir, row.promptMessageId ?? undefined, { joinedLate: opts.joinedLate === true });
     const turn: ActiveTurn = { row, tr, live, directory, sawBusy: false, finishing: false };
     this.active.set(row.sessionId, turn);
     return turn;
@@ -152,7 +158,7 @@ export class TurnTracker {
       promptedBy: "",
       promptText: "",
     });
-    const turn = this.track(row, { roomId: thread.roomId, threadRoot: thread.rootEventId, replyTo: thread.rootEventId }, thread.directory ?? this.d.workspaceDir);
+    const turn = this.track(row, { roomId: thread.roomId, threadRoot: thread.rootEventId, replyTo: thread.rootEventId }, thread.directory ?? this.d.workspaceDir, { joinedLate: true });
     turn.sawBusy = true;
     void this.refresh(turn);
   }

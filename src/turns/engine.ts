@@ -124,6 +124,7 @@ export class LiveTurn {
     const saved = key ? deps.replies?.get(key.backend, key.turnId) : undefined;
     if (saved?.state) this.state.restore(saved.state);
     this.shownFinal = (saved?.state as { final?: boolean } | undefined)?.final === true;
+    if (key) deps.log.debug({ turn: key.turnId, backend: key.backend, eventIds: saved?.eventIds, restoredChars: saved?.state?.blocks.map((b) => ("text" in b ? b.text.length : 0)) }, "live reply opened");
     this.live = new SplitLiveMessage({
       sender: deps.sender,
       target: o.target,

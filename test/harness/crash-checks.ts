@@ -43,7 +43,8 @@ export async function shrinks(v: ThreadView, root: string): Promise<string[]> {
     const bodies = (await versions(v, reply.event_id, reply)).filter((t) => !bare(t).startsWith("⏳"));
     for (let i = 1; i < bodies.length; i++) {
       const [a, b] = [bodies[i - 1] as string, bodies[i] as string];
-      if (bare(b).length < bare(a).length) found.push(`${reply.event_id}: …${bare(a).slice(-40)} → …${bare(b).slice(-40)}`);
+      // Every version in the message: a shrink is rare and its cause is in the whole sequence.
+      if (bare(b).length < bare(a).length) found.push(`${reply.event_id}: …${bare(a).slice(-40)} → …${bare(b).slice(-40)} in ${JSON.stringify(bodies.map((x) => x.slice(0, 400)))}`);
       else if (hasFooter(a) && !hasFooter(b)) found.push(`${reply.event_id}: the final version (…${a.slice(-40)}) followed by one without its footer (…${b.slice(-40)})`);
     }
   }
