@@ -39,6 +39,7 @@ export class OpencodeConnection {
   private readonly opts: ConnectionOptions;
   private readonly eventHandlers: EventHandler[] = [];
   private readonly stateHandlers: StateHandler[] = [];
+  private readonly goneHandlers: Array<() => void> = [];
   private stopped = false;
   private lastEventAt = 0;
   private abort: AbortController | null = null;
@@ -61,6 +62,11 @@ export class OpencodeConnection {
 
   onState(h: StateHandler): void {
     this.stateHandlers.push(h);
+  }
+
+  /** Called when a reconnect attempt finds nothing listening: the server is down, not slow. */
+  onGone(h: () => void): void {
+    this.goneHandlers.push(h);
   }
 
   start(): void {
@@ -100,11 +106,16 @@ export class OpencodeConnection {
 
   /** True when the server answers its health endpoint. */
   async healthy(timeoutMs = 2000): Promise<boolean> {
+    return (await this.probe(timeoutMs)) === "ok";
+  }
+
+  /** `refused`: nothing listens at the address (the server is gone, not slow). */
+  private async probe(timeoutMs: number): Promise<"ok" | "refused" | "failed"> {
     try {
       const res = await fetch(new URL("/global/health", this.url), { signal: AbortSignal.timeout(timeoutMs), headers: this.authHeaders() });
-      return res.ok;
-    } catch {
-      return false;
+      return res.ok ? "ok" : "failed";
+    } catch (err) {
+      return (err as { cause?: { code?: string } }).cause?.code === "ECONNREFUSED" ? "refused" : "failed";
     }
   }
 
@@ -149,7 +160,10 @@ export class OpencodeConnection {
       try {
         // Once it has failed, a shorter probe: a server still starting may take a probe and never
         // answer it, and 8 s lost to such a probe (plus the wait after it) keeps threads waiting.
-        if (!(await this.healthy(failures === 0 ? 8000 : 3000))) throw new Error("health check failed");
+        const probe = await this.probe(failures === 0 ? 8000 : 3000);
+        // A lost stream whose server now refuses connections is an outage, not a blip: said at once.
+        if (probe === "refused" && failures > 0) for (const h of this.goneHandlers) h();
+        if (probe !== "ok") throw new Error(probe === "refused" ? "connection refused" : "health check failed");
         const { stream } = await this.client.global.event({ signal: abort.signal, sseMaxRetryAttempts: 1 });
         for await (const global of stream) {
           clearTimeout(watchdog);

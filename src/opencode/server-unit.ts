@@ -181,6 +181,7 @@ export async function createServerUnit(config: BotConfig, spec: ServerSpec, d: O
   let firstReconciled: () => void = () => {};
   const firstReconcile = new Promise<void>((r) => (firstReconciled = r));
   let wasConnected = false;
+  conn.onGone(() => runner.serverGone());
   conn.onState((state, detail) => {
     log.info({ state, url: conn.url, ...detail }, "OpenCode connection");
     void runner.onConnectionState(state, c).catch((err: unknown) => log.error({ err }, "telling threads about the connection failed"));

@@ -203,7 +203,7 @@ export class TurnNotices {
   readonly label: string;
   private readonly server: string;
   private outageTargets: ThreadTarget[] = [];
-  private pendingLost: NodeJS.Timeout | null = null;
+  private pendingLost: { timer: NodeJS.Timeout; tell: () => void } | null = null;
 
   constructor(opts: TurnNoticesOptions) {
     this.sender = opts.sender;
@@ -245,19 +245,26 @@ export class TurnNotices {
    */
   serverLost(targets: ThreadTarget[], retry: RetrySettings): void {
     if (this.pendingLost) return;
-    this.pendingLost = setTimeout(() => {
+    const tell = (): void => {
+      if (this.pendingLost) clearTimeout(this.pendingLost.timer);
       this.pendingLost = null;
       this.outageTargets = targets;
       const text =
         `⚠️ Lost the connection to ${this.server}. Reconnecting (${retry.maxRetries} quick tries from ${retry.retryDelayMs} ms, ` +
         `then every ${Math.round(retry.healthCheckIntervalMs / 1000)} s); this reply will be finished when it is back.`;
       void this.postAll(targets, text);
-    }, outageNoticeDelayMs);
+    };
+    this.pendingLost = { timer: setTimeout(tell, outageNoticeDelayMs), tell };
+  }
+
+  /** The server refused a reconnect: it is down, so an outage waiting to be told is told now. */
+  serverGone(): void {
+    this.pendingLost?.tell();
   }
 
   async serverBack(): Promise<void> {
     if (this.pendingLost) {
-      clearTimeout(this.pendingLost);
+      clearTimeout(this.pendingLost.timer);
       this.pendingLost = null;
       return;
     }
