@@ -102,6 +102,7 @@ export async function runTurn(deps: TurnDeps, job: TurnJob, stop: AbortSignal, r
     const input = answer ? { toolCallIds: answer.calls.map((c) => c.id), approve: answer.approve, reason: answer.reason } : job.text;
     // Recorded before it goes: after a crash, a turn without this mark provably never reached Letta.
     deps.turns.markSent(row.id);
+    crashPoint("sent-mark");
     stream = await deps.api.sendStreaming(job.agentId, input, row.otid, { signal: abort.signal, onRetry });
     acceptedMs = Date.now() - turn.startedAt;
     crashPoint("prompt-sent");

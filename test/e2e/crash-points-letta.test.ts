@@ -15,8 +15,9 @@ const slowText = Array.from({ length: 40 }, (_, i) => `slow${i + 1}`).join(" ");
 const longWords = 2000;
 const longText = Array.from({ length: longWords }, (_, i) => `word${i + 1}`).join(" ");
 // thread-row@2: the second thread's row (the first thread's turn streams, its follow-ups wait);
-// turn-row@2 and prompt-sent@2: the first follow-up, taken from the queue, before and after Letta took it.
-const points = ["thread-row@2", "turn-row@2", "prompt-sent@2", "first-edit", "continuation", "final-edit"] as const;
+// turn-row@2, sent-mark@2 and prompt-sent@2: the first follow-up, taken from the queue, before
+// it was marked as sent, marked but not yet sent (Letta never got it), and after Letta took it.
+const points = ["thread-row@2", "turn-row@2", "sent-mark@2", "prompt-sent@2", "first-edit", "continuation", "final-edit"] as const;
 const headers = { "content-type": "application/json", "x-stainless-package-version": "1.12.1" };
 
 let lettaUrl = "";

@@ -38,17 +38,20 @@ describe("the bot killed at each point of a turn, with five sessions streaming",
       const { alice } = env.users;
       const view: ThreadView = { user: alice, roomId: env.roomId, botUserId: env.botUserId };
       const sentAt = performance.now();
+      const startedAt = Date.now();
       const long = point === "continuation";
       // The first session, then two follow-ups in its thread (they wait in the durable queue for
       // its turn), then four more sessions: the room's messages are handled in this order.
-      const firstPrompt = long ? `long ${longWords} for the crash test` : "slow crash one";
+      // Each prompt names its point, so the scripted model's requests tell which run asked.
+      const tag = `cp${points.indexOf(point)}`;
+      const firstPrompt = long ? `long ${longWords} for the crash test ${tag}` : `slow crash one ${tag}`;
       const roots: string[] = [await alice.sendText(env.roomId, `!oc ${firstPrompt}`)];
-      const queued = [await alice.sendText(env.roomId, "queued one", { threadRoot: roots[0] as string }), await alice.sendText(env.roomId, "queued two", { threadRoot: roots[0] as string })];
-      for (const n of sessions.slice(1)) roots.push(await alice.sendText(env.roomId, `!oc slow crash ${n}`));
+      const queued = [await alice.sendText(env.roomId, `queued one ${tag}`, { threadRoot: roots[0] as string }), await alice.sendText(env.roomId, `queued two ${tag}`, { threadRoot: roots[0] as string })];
+      for (const n of sessions.slice(1)) roots.push(await alice.sendText(env.roomId, `!oc slow crash ${n} ${tag}`));
       assert.ok(await diesWithin(env.bot.exited, 60_000), `the bot reached ${point} and died there`);
       const queuedAtCrash = env.query<{ n: number }>("SELECT COUNT(*) AS n FROM turn_queue")[0]?.n ?? 0;
       const restartedAt = performance.now();
-      const during = await sendDuringRestart(() => env.restartBotWith({ BOT_TEST_CRASH_AT: undefined }), () => alice.sendText(env.roomId, "sent during recovery", { threadRoot: roots[1] as string }));
+      const during = await sendDuringRestart(() => env.restartBotWith({ BOT_TEST_CRASH_AT: undefined }), () => alice.sendText(env.roomId, `sent during recovery ${tag}`, { threadRoot: roots[1] as string }));
       assert.ok(during.beforeReady, "the follow-up was sent before the restarted bot was ready");
 
       // Every prompt's exact answer, in its thread.
@@ -60,10 +63,10 @@ describe("the bot killed at each point of a turn, with five sessions streaming",
       }
       const q1 = await waitForFinalReply(env, a, queued[0] as string, sentAt, 90_000);
       const q2 = await waitForFinalReply(env, a, queued[1] as string, sentAt, 90_000);
-      assert.equal(splitFooter(q1.body).text, "Echo: queued one");
-      assert.equal(splitFooter(q2.body).text, "Echo: queued two");
+      assert.equal(splitFooter(q1.body).text, `Echo: queued one ${tag}`);
+      assert.equal(splitFooter(q2.body).text, `Echo: queued two ${tag}`);
       assert.ok(q1.finalSeenAfterMs < q2.finalSeenAfterMs, "the queue kept its order");
-      assert.equal(splitFooter((await waitForFinalReply(env, b, during.id, sentAt, 90_000)).body).text, "Echo: sent during recovery");
+      assert.equal(splitFooter((await waitForFinalReply(env, b, during.id, sentAt, 90_000)).body).text, `Echo: sent during recovery ${tag}`);
       const recoveredMs = performance.now() - restartedAt;
       if (long) {
         // Split over several replies: each piece edited in place, none posted twice, together the whole answer once.
@@ -73,8 +76,11 @@ describe("the bot killed at each point of a turn, with five sessions streaming",
       }
 
       // Each prompt reached OpenCode once, and got one reply (a long answer: its pieces).
-      const wanted = [[firstPrompt, "queued one", "queued two"], [`slow crash two`, "sent during recovery"], ...sessions.slice(2).map((n) => [`slow crash ${n}`])];
+      const wanted = [[firstPrompt, `queued one ${tag}`, `queued two ${tag}`], [`slow crash two ${tag}`, `sent during recovery ${tag}`], ...sessions.slice(2).map((n) => [`slow crash ${n} ${tag}`])];
       for (const [i, root] of roots.entries()) assert.deepEqual(await userPrompts(env, root), wanted[i], `session ${sessions[i]}: each prompt reached OpenCode once`);
+      // And the model once: OpenCode did not answer any prompt twice.
+      const asked = (await env.modelRequests()).filter((r) => r.kind === "chat" && r.at >= startedAt && r.lastUserText.endsWith(` ${tag}`)).map((r) => r.lastUserText.replace(/^\[[^\]]+\] /, ""));
+      assert.deepEqual(asked.toSorted(), wanted.flat().toSorted(), "each prompt reached the scripted model once");
       for (const [i, root] of roots.entries()) {
         const counts = await repliesPerPrompt(view, root);
         const prompts = i === 0 ? [root, ...queued] : i === 1 ? [root, during.id] : [root];

@@ -161,9 +161,9 @@ export class TestEnv {
     return String(answer.content.body);
   }
 
-  async modelRequests(): Promise<Array<{ kind: string; lastUserText: string }>> {
+  async modelRequests(): Promise<Array<{ at: number; kind: string; lastUserText: string }>> {
     const res = await fetch(`${this.stack.model.controlUrl}/_script/requests`);
-    return (await res.json()) as Array<{ kind: string; lastUserText: string }>;
+    return (await res.json()) as Array<{ at: number; kind: string; lastUserText: string }>;
   }
 
   async close(): Promise<void> {
