@@ -1,10 +1,10 @@
 // The benchmark's result document and the table printed from it.
 import type { LoopLag } from "./bot.ts";
 import type { CpuUse } from "./cpu.ts";
-import type { ServersPhase } from "./servers-phase.ts";
+import type { ServersPhase } from "./servers/result.ts";
 import type { Summary } from "./stats.ts";
 
-export type { ServersPhase } from "./servers-phase.ts";
+export type { ServersPhase } from "./servers/result.ts";
 
 interface Requests {
   total: number;

@@ -32,3 +32,8 @@ export function round(v: number, digits = 1): number {
   const f = 10 ** digits;
   return Math.round(v * f) / f;
 }
+
+/** Where the time of each of several bot messages went (bot / PUT / sync, as in `Split` of report.ts), summarized per part. */
+export function splitSummary(xs: Array<{ bot: number; put: number; sync: number }>): { bot: Summary; put: Summary; sync: Summary } {
+  return { bot: summarize(xs.map((x) => x.bot)), put: summarize(xs.map((x) => x.put)), sync: summarize(xs.map((x) => x.sync)) };
+}
