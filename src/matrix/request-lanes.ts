@@ -3,12 +3,13 @@ import { AsyncLocalStorage } from "node:async_hooks";
 // Under load the homeserver, not the bot, is what people wait for: 200 replies streaming at
 // once queue hundreds of requests in it, and a final answer or a first 👀 then waits behind
 // streamed edits nobody will read. So the bot keeps at most `maxInFlight` requests at the
-// homeserver and decides itself what goes next: acknowledgements and finals first, then the
-// first post of a reply, then streamed edits, then decoration (typing, read receipts).
+// homeserver and decides itself what goes next: word that a server went away (its threads stop
+// until it is back), then acknowledgements and finals, then the first post of a reply or a
+// push, then streamed edits, then decoration (typing, read receipts).
 
 /** Lower goes first. */
-export type Lane = "urgent" | "first" | "edit" | "background";
-const order: Record<Lane, number> = { urgent: 0, first: 1, edit: 2, background: 3 };
+export type Lane = "alarm" | "urgent" | "first" | "edit" | "background";
+const order: Record<Lane, number> = { alarm: -1, urgent: 0, first: 1, edit: 2, background: 3 };
 
 /** A place in the queue whose lane the holder may raise while it waits (a streamed edit that becomes the final). */
 export interface Ticket {
@@ -59,7 +60,7 @@ export class RequestLanes {
 
   /** Requests waiting for a slot, per lane (metrics, tests). */
   get queued(): Record<Lane, number> {
-    const n: Record<Lane, number> = { urgent: 0, first: 0, edit: 0, background: 0 };
+    const n: Record<Lane, number> = { alarm: 0, urgent: 0, first: 0, edit: 0, background: 0 };
     for (const w of this.waiting) n[w.ticket.lane]++;
     return n;
   }

@@ -7,6 +7,7 @@ import type { Logger } from "../log.ts";
 import { threadMessage, type ThreadTarget } from "../matrix/content.ts";
 import type { DisplayNames } from "../matrix/display-names.ts";
 import { pill, plainText } from "../matrix/format.ts";
+import { inLane } from "../matrix/request-lanes.ts";
 import type { MatrixSender } from "../matrix/sender.ts";
 
 /** An outage shorter than this is not announced. */
@@ -223,7 +224,9 @@ export class TurnNotices {
     if (!who || end.outcome === "aborted") return;
     if (end.outcome === "done" && end.durationMs < this.completionNoticeAfterMs) return;
     const text = turnEndedMarkdown(end, await this.pillOf(target.roomId, who));
-    if (text !== undefined) await this.push(target, who, text, "the completion notice");
+    // After the 👀s and final answers of a busy homeserver: the answer is already readable in
+    // the thread, and the push follows it there a moment later.
+    if (text !== undefined) await inLane("first", () => this.push(target, who, text, "the completion notice"));
   }
 
   /** An error that stops the person's turn or needs them now: what failed and what to do. */
@@ -252,7 +255,8 @@ export class TurnNotices {
       const text =
         `⚠️ Lost the connection to ${this.server}. Reconnecting (${retry.maxRetries} quick tries from ${retry.retryDelayMs} ms, ` +
         `then every ${Math.round(retry.healthCheckIntervalMs / 1000)} s); this reply will be finished when it is back.`;
-      void this.postAll(targets, text);
+      // Ahead of every other reply's requests: these threads are stuck until the server is back.
+      void inLane("alarm", () => this.postAll(targets, text));
     };
     this.pendingLost = { timer: setTimeout(tell, outageNoticeDelayMs), tell };
   }

@@ -32,7 +32,7 @@ function gatedServer() {
 
 const tick = () => new Promise((r) => setImmediate(r));
 
-test("beyond maxInFlight requests wait, and go by lane: urgent before first posts before edits before background, in order within a lane", async () => {
+test("beyond maxInFlight requests wait, and go by lane: an outage notice, then urgent, first posts, edits, background, in order within a lane", async () => {
   const lanes = new RequestLanes({ maxInFlight: 1 });
   const hs = gatedServer();
   const all = [
@@ -43,13 +43,14 @@ test("beyond maxInFlight requests wait, and go by lane: urgent before first post
     inLane("first", () => lanes.run(hs.request("first post"))),
     lanes.run(hs.request("👀")),
     inLane("urgent", () => lanes.run(hs.request("final"))),
+    inLane("alarm", () => lanes.run(hs.request("server lost"))),
   ];
   await tick();
   assert.deepEqual(hs.reached, ["busy"], "one at a time");
-  assert.deepEqual(lanes.queued, { urgent: 2, first: 1, edit: 2, background: 1 });
-  for (let i = 0; i < 7; i++) await hs.answerOne();
+  assert.deepEqual(lanes.queued, { alarm: 1, urgent: 2, first: 1, edit: 2, background: 1 });
+  for (let i = 0; i < 8; i++) await hs.answerOne();
   await Promise.all(all);
-  assert.deepEqual(hs.reached, ["busy", "👀", "final", "first post", "edit 1", "edit 2", "typing"]);
+  assert.deepEqual(hs.reached, ["busy", "server lost", "👀", "final", "first post", "edit 1", "edit 2", "typing"]);
 });
 
 test("a held slot runs its work's requests at once; a waiting ticket raised to urgent overtakes the queue", async () => {
@@ -120,7 +121,7 @@ test("a live message's edit waiting for its turn carries the newest text, and fi
   const hs = gatedServer();
   const sent: string[] = [];
   const sender = {
-    hold: <T>(ticket: { lane: "urgent" | "first" | "edit" | "background" }, work: () => Promise<T>) => lanes.hold(ticket, work),
+    hold: <T>(ticket: { lane: "alarm" | "urgent" | "first" | "edit" | "background" }, work: () => Promise<T>) => lanes.hold(ticket, work),
     send: async (_room: string, content: MessageContent) => {
       const body = String((content["m.new_content"] as { body?: string } | undefined)?.body ?? content.body);
       sent.push(body);
