@@ -214,7 +214,7 @@ function serversRows(x: ServersPhase): string[][] {
   const ns = o.noticeSplitMs;
   rows.push([
     "    notice split: to its PUT / PUT / sync", `${num(ns.toPut.p50)} / ${num(ns.put.p50)} / ${num(ns.sync.p50)} ms`, `${num(ns.toPut.p99)} / ${num(ns.put.p99)} / ${num(ns.sync.p99)} ms`,
-    `the bot logged the server lost ${ms(ns.detect)} after the kill; it waits 3 s before telling (an outage shorter than that is not announced)`,
+    `the bot logged the server lost ${ms(ns.detect)} after the kill; it tells as soon as a reconnect finds nothing listening, else after 3 s (a shorter outage is not announced)`,
   ]);
   for (const t of o.others) {
     rows.push([`  ${t.server} meanwhile: ack / finish`, `${ms(t.ackMs.p50)} / ${ms(t.finishMs.p50)}`, `${ms(t.ackMs.p99)} / ${ms(t.finishMs.p99)}`, `n=${t.n}; lost ${t.lost}, late ${t.late}`]);
@@ -227,7 +227,7 @@ function serversRows(x: ServersPhase): string[][] {
   const back = o.botConnectionLog.find((l) => l.state === "connected");
   rows.push([
     "    the bot's tries (s after the kill)", tries.join(", "), back ? `connected ${(back.atMs / 1000).toFixed(1)}` : "–",
-    `the server was ready again ${s1(o.downMs)} after the kill; each try first asks /global/health (8 s timeout), then waits (1, 2, 4 s, then every 5 s)`,
+    `the server was ready again ${s1(o.downMs)} after the kill; each try first asks /global/health (8 s timeout, 3 s after a failure), then waits (1, 2, 4 s, then every 5 s)`,
   ]);
   rows.push([`  bot during the outage round: loop lag`, ms(o.loopLag.lagP50Ms), ms(o.loopLag.lagP99Ms), `RSS peak ${o.rssPeakMb} MB; ${stallText(o.loopLag)}`]);
   return rows;
