@@ -114,7 +114,10 @@ export class OpencodeTranslator {
     for (const m of messages) {
       if (m.info.role !== "assistant" || m.info.parentID !== parent) continue;
       const parts = new Map(m.parts.map((p) => [p.id, p]));
-      for (const p of m.parts) if (streaming(p)) this.holed.add(p.id);
+      for (const p of m.parts) {
+        if (streaming(p)) this.holed.add(p.id);
+        else this.holed.delete(p.id); // ended: the record has its whole text
+      }
       for (const [id, old] of streamed.get(m.info.id)?.parts ?? []) {
         const now = parts.get(id);
         const wholeCopy = !streamedHoled.has(id);
