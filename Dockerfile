@@ -62,9 +62,10 @@ COPY scripts/healthcheck.ts ./scripts/healthcheck.ts
 # the compose `opencode-server` service runs `opencode serve` from this image.
 RUN ln -s /app/node_modules/.bin/opencode /usr/local/bin/opencode \
  && opencode --version \
- && mkdir -p /data /workspace /home/node/.local/share/opencode /home/node/.config/opencode \
- && chown -R node:node /data /workspace /home/node
-# The `node` user (uid 1000) of the base image; the app files stay root-owned and read-only to it.
+ && mkdir -p /data /workspace /home/node/.local/share/opencode /home/node/.config/opencode /app/dist/bot/code-cache \
+ && chown -R node:node /data /workspace /home/node /app/dist/bot/code-cache
+# The `node` user (uid 1000) of the base image; the app files stay root-owned and read-only to it,
+# all but dist/bot/code-cache: the code V8 compiled during the last start (src/startup/bundle.ts).
 USER node
 # The SQLite database (threads, sessions, sync token) and the project directory OpenCode works in.
 VOLUME ["/data", "/workspace"]
@@ -73,4 +74,5 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD ["node", "--disable-warning=ExperimentalWarning", "scripts/healthcheck.ts", "bot"]
 ENTRYPOINT ["/usr/bin/tini", "--"]
 # DEP0060: util._extend, used by matrix-bot-sdk's htmlencode dependency; nothing the bot can change.
-CMD ["node", "--disable-warning=ExperimentalWarning", "--disable-warning=DEP0060", "src/main.ts"]
+# dist/bot/start.mjs: src/main.ts built into JavaScript (the same launcher, without type stripping).
+CMD ["node", "--disable-warning=ExperimentalWarning", "--disable-warning=DEP0060", "dist/bot/start.mjs"]

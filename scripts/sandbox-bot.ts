@@ -1,10 +1,10 @@
-// The sandbox's bot: `node src/main.ts`, configured by environment, its log in a file, its
+// The sandbox's bot: `npm start` (the built launcher, else src/main.ts), configured by environment, its log in a file, its
 // warnings and errors on the sandbox's terminal; resolves once it logged "bot ready".
 import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream } from "node:fs";
-import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { envOverrides } from "../src/config/load.ts";
+import { botEntryFile } from "../src/startup/bundle.ts";
 
 export interface BotHandle { child: ChildProcess; exited: Promise<string>; httpPort: number; userId: string; logPath: string }
 
@@ -23,7 +23,7 @@ export function startBot({ env, logPath, timeoutMs, repoDir, say, rel, onCleanup
   // Config overrides from the caller's shell must not leak into the sandbox's bot.
   const base: Record<string, string | undefined> = { ...process.env };
   for (const { env: name } of envOverrides) delete base[name];
-  const child = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", join(repoDir, "src/main.ts")], {
+  const child = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", botEntryFile(repoDir)], {
     cwd: repoDir,
     env: { ...base, ...env },
     stdio: ["ignore", "pipe", "pipe"],

@@ -9,6 +9,7 @@ import type { Logger } from "./log.ts";
 import { DurableMatrixClient } from "./matrix/bot-client.ts";
 import { DisplayNames } from "./matrix/display-names.ts";
 import { downloadMessageFiles } from "./matrix/files.ts";
+import { preloadMarkdown } from "./matrix/format.ts";
 import { guardSyncHandler } from "./matrix/guard.ts";
 import { MessageIntake } from "./matrix/intake.ts";
 import { RoomMembership } from "./matrix/rooms.ts";
@@ -43,8 +44,9 @@ export interface RunningBot {
  * Wires the parts together and starts them; the flow is Matrix → router → backend → renderer →
  * Matrix. Backends come from their factories as a list; below, none is named: each is driven
  * through the AgentBackend hooks (start, reconcile, stop, health, reactions).
+ * `account`: the token's check, when the caller has started it already (run.ts, while it loaded this).
  */
-export async function startBot(config: BotConfig, log: Logger, opts: { configFile?: string | undefined } = {}): Promise<RunningBot> {
+export async function startBot(config: BotConfig, log: Logger, opts: { configFile?: string | undefined; account?: Promise<{ userId: string; accessToken: string }> | undefined } = {}): Promise<RunningBot> {
   const db = openDatabaseExplained(config.database.path);
   const kv = new KeyValue(db);
   const inbox = new Inbox(db);
@@ -54,10 +56,11 @@ export async function startBot(config: BotConfig, log: Logger, opts: { configFil
   const notBefore = Number(kv.getOrSet("bot.first_start_ms", String(Date.now())));
   ensureDirectory(resolve(config.opencode.workspaceDir), "opencode.workspaceDir");
   // The homeserver and the token before anything heavy: a wrong URL or token is the commonest first-run mistake.
-  const account = await verifyMatrixAccount(config.matrix, kv);
+  const account = await (opts.account ?? verifyMatrixAccount(config.matrix, kv));
   const client = new DurableMatrixClient(config.matrix.homeserverUrl, account.accessToken, new SqliteSyncStorage(db), {
     requestTimeoutMs: config.matrix.requestTimeoutMs,
     maxConcurrentRequests: config.matrix.maxConcurrentRequests,
+    userId: account.userId,
   });
   const userId = await client.getUserId();
   const metrics = new BotMetrics();
@@ -100,7 +103,7 @@ export async function startBot(config: BotConfig, log: Logger, opts: { configFil
     // Voice messages become prompts (README: "Voice messages"); without transcription.baseUrl they get the how-to.
     transcriber: createTranscriber(config.transcription), displayName: (r, u) => names.get(r, u),
   });
-  const intake = new MessageIntake({ inbox, handler: (m) => router.handle(m), log, notBefore, ownUserId: userId });
+  const intake = new MessageIntake({ inbox, handler: (m) => router.handle(m), log, notBefore, ownUserId: userId, held: true });
   intake.startPruning(config.database.inboxRetentionMs);
   const membership = new RoomMembership({ client, access, sender, db, log });
 
@@ -115,15 +118,21 @@ export async function startBot(config: BotConfig, log: Logger, opts: { configFil
     return event.type === "m.room.encrypted" && event.sender !== userId ? membership.tellEncrypted(roomId) : undefined;
   });
 
-  for (const b of backends) await b.start?.();
-  for (const b of backends) await b.reconcile?.();
-  await delegation?.reconcile();
   const replayed = intake.replayPending();
   if (replayed > 0) log.info({ replayed }, "resuming messages accepted before the last stop");
+  // The sync starts while the backends connect and recover the turns of the last run; what it
+  // brings meanwhile is stored and waits in the intake (held) until they have.
   // The homeserver's default is 10 timeline events per room and sync: after a restart (or a long
   // recovery) a busy room would lose what came before the last 10, and the bot's own edits
   // are most of them. (Its own events must stay in: the SDK finds its joins among them.)
-  await client.start({ room: { timeline: { limit: 200 } } });
+  const recovered = (async () => {
+    for (const b of backends) await b.start?.();
+    for (const b of backends) await b.reconcile?.();
+    await delegation?.reconcile();
+  })();
+  const syncing = client.start({ room: { timeline: { limit: 200 } } });
+  await Promise.all([recovered, syncing]);
+  intake.release();
   // Prompts from the `send` CLI and due schedules; they wait while the backend is unreachable or recovering.
   const scheduler = new Scheduler({
     db, store: new ScheduleStore(db), target: opencode, threads, sender,
@@ -172,6 +181,8 @@ export async function startBot(config: BotConfig, log: Logger, opts: { configFil
   });
   await delegation?.start(http.port);
   log.info({ userId, httpPort: http.port }, "bot ready");
+  // What a start does not need but the first message does, loaded while nothing waits for it.
+  setImmediate(() => preloadMarkdown());
 
   let stopping: Promise<void> | undefined;
   return {

@@ -5,18 +5,15 @@ import { ConfigError, configFileOf, loadConfig } from "./config/load.ts";
 import { checkStateOutsideAgentReach } from "./config/state-paths.ts";
 import { mainUsage, parseMainArgs } from "./startup/args.ts";
 import { StartupError, UsageError, configErrorText, messageOf } from "./startup/errors.ts";
+import type { Launch } from "./startup/bundle.ts";
+import { verifyMatrixToken } from "./startup/matrix-check.ts";
 import { refusePlaceholders } from "./startup/placeholders.ts";
 
-// What `node src/main.ts` does, from the prebuilt bundle or from the sources (src/main.ts picks).
-// Only the arguments and the configuration are loaded up front: a mistake there is said without
-// loading the rest, and the rest (the Matrix SDK, the backends) is compiled with Node's compile
-// cache, kept beside the database.
-
-/** How src/main.ts started this: from the bundle, or from the sources and why (said at debug level). */
-export interface Launch {
-  from: "bundle" | "sources";
-  why?: string;
-}
+// What the bot does when started (src/main.ts, or the built launcher; startup/launch.ts picks the
+// bundle or the sources). Only the arguments and the configuration are loaded up front: a mistake
+// there is said without loading the rest. The rest (the Matrix SDK, the backends) comes from the
+// bundle with the code V8 compiled last time (startup/bundle-load.ts), or from the sources with
+// Node's compile cache, kept beside the database.
 
 // Whatever stops the start is said on stderr in one or two plain lines naming the setting;
 // exit code 2 when a setting must change, 1 otherwise. The JSON log keeps the detail.
@@ -68,8 +65,13 @@ export async function main(argv: string[], launch: Launch): Promise<void> {
     throw err;
   }
 
-  const cacheDir = process.env.NODE_COMPILE_CACHE ? undefined : compileCacheDir(config.database.path);
+  // The bundle keeps its own compiled code (src/startup/bundle-load.ts); the sources use Node's compile cache.
+  const cacheDir = process.env.NODE_COMPILE_CACHE || launch.from === "bundle" ? undefined : compileCacheDir(config.database.path);
   const cache = cacheDir ? enableCompileCache(cacheDir) : undefined;
+  // The homeserver's answer to the token is awaited by startBot after the database opened (so a
+  // database problem is still said first); asked now, it comes while the rest loads.
+  const account = config.matrix.accessToken === undefined ? undefined : verifyMatrixToken(config.matrix.homeserverUrl, config.matrix.accessToken);
+  account?.catch(() => undefined); // awaited (and said) in startBot
   const [{ addSecret, bridgeMatrixSdkLogs, createLogger, defaultLogFormat }, { startBot }] = await Promise.all([import("./log.ts"), import("./app.ts")]);
 
   const secrets = [config.matrix.accessToken, config.matrix.password, config.opencode.password, config.notify.token, config.letta?.apiToken].filter((s): s is string => !!s);
@@ -77,10 +79,10 @@ export async function main(argv: string[], launch: Launch): Promise<void> {
   for (const s of secrets) addSecret(s);
   const log = createLogger(config.log.level);
   bridgeMatrixSdkLogs(log);
-  log.debug({ from: launch.from, ...(launch.why ? { why: launch.why } : {}), compileCache: cache?.directory ?? process.env.NODE_COMPILE_CACHE ?? null }, "running");
+  log.debug({ from: launch.from, ...(launch.why ? { why: launch.why } : {}), compileCache: cache?.directory ?? process.env.NODE_COMPILE_CACHE ?? null, ...(launch.codeCache ? { codeCache: launch.codeCache } : {}) }, "running");
 
   try {
-    const bot = await startBot(config, log, { configFile });
+    const bot = await startBot(config, log, { configFile, account });
     const shutdown = (signal: string): void => {
       log.info({ signal }, "shutting down");
       const timer = setTimeout(() => {
@@ -100,6 +102,7 @@ export async function main(argv: string[], launch: Launch): Promise<void> {
     process.once("SIGINT", () => shutdown("SIGINT"));
     // Written now rather than at exit: the next start profits even if this process is killed.
     if (cache) flushCompileCache();
+    launch.onReady?.();
   } catch (err) {
     const known = err instanceof StartupError || err instanceof ConfigError;
     const text = known ? err.message : `Could not start: ${messageOf(err).split("\n")[0]}`;

@@ -11,7 +11,7 @@ const HELP = `npm run bench [-- options]
   --relay-words N       words per relay reply, ≤200 (default 200: 4 s at 20 ms/token)
   --scale L1,L2,..      concurrent sessions per level (default 50,100,200)
   --scale-words N       words per reply at scale (default 60)
-  --start-samples N     bot starts per kind (default 5)
+  --start-samples N     bot starts per kind (default 9)
   --servers-rooms N     servers phase: rooms bound round-robin to 3 OpenCode servers (default 1000)
   --servers-sessions N  servers phase: sessions at once per server (default 20)
   --servers-words N     servers phase: words per answer in the burst (default 60, ≤200)
@@ -70,7 +70,7 @@ export function readBenchArgs() {
     relayWords: Math.min(200, num(args["relay-words"], 200, 100)),
     scaleLevels: (args.scale ?? (quick ? "10,20" : "50,100,200")).split(",").map(Number).filter((n) => n > 0),
     scaleWords: Math.min(200, num(args["scale-words"], 60, 30)),
-    startSamples: num(args["start-samples"], 5, 2),
+    startSamples: num(args["start-samples"], 9, 2),
     serversRooms: num(args["servers-rooms"], 1000, 60),
     serversSessions: num(args["servers-sessions"], 20, 5),
     serversWords: Math.min(200, num(args["servers-words"], 60, 30)),

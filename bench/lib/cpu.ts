@@ -66,3 +66,22 @@ export class CpuMeter {
     };
   }
 }
+
+/**
+ * Waits until the machine is nearly idle (all cores together busy less than `busyBelow` over
+ * half a second), at most `maxMs`: a start measured while Synapse and OpenCode still settle
+ * after their own start, or after the previous bot's exit, measures them. Resolves with the
+ * time waited and the last window's busy share.
+ */
+export async function waitForQuietMachine(maxMs: number, busyBelow = 0.15): Promise<{ waitedMs: number; busy: number }> {
+  const t0 = Date.now();
+  let busy = 1;
+  while (Date.now() - t0 < maxMs) {
+    const a = machineTicks();
+    await new Promise((r) => setTimeout(r, 500));
+    const b = machineTicks();
+    busy = (b.busy - a.busy) / Math.max(1, b.total - a.total);
+    if (busy < busyBelow) break;
+  }
+  return { waitedMs: Date.now() - t0, busy };
+}

@@ -96,7 +96,7 @@ export interface Report {
   phases: {
     floor?: { roundTripMs: Summary; putMs: Summary; editRoundTripMs: Summary; editPutMs: Summary; viaCountingProxyMs: Summary };
     relay?: RelayPhase;
-    start?: { coldMs: Summary; warmMs: Summary; coldCpuMs: Summary; warmCpuMs: Summary; profileDir?: string };
+    start?: { coldMs: Summary; warmMs: Summary; coldCpuMs: Summary; warmCpuMs: Summary; firstMs?: Summary; firstCpuMs?: Summary; profileDir?: string };
     scale?: { rooms: number; idleRssMb: number; levels: ScaleLevel[]; restartWithRoomsMs: number; restartWithRoomsCpuMs: number; profileDir?: string };
     servers?: ServersPhase;
     ratelimit?: RateLimitPhase;
@@ -160,9 +160,9 @@ export function evaluateTargets(r: Report): NonNullable<Report["targets"]> {
   const start = r.phases.start;
   if (start) {
     out.push({
-      target: "start ≤ 1 s (cold and warm, p50)",
+      target: "start ≤ 0.5 s (new database and restart, p50)",
       value: `${ms(start.coldMs.p50)} / ${ms(start.warmMs.p50)} (CPU ${ms(start.coldCpuMs.p50)} / ${ms(start.warmCpuMs.p50)})`,
-      met: start.coldMs.p50 <= 1000 && start.warmMs.p50 <= 1000,
+      met: start.coldMs.p50 <= 500 && start.warmMs.p50 <= 500,
     });
   }
   const sv = r.phases.servers;
@@ -290,6 +290,7 @@ export function renderReport(r: Report): string {
   if (p.start) {
     rows.push(["start: spawn → ready (new database)", ...pair(p.start.coldMs), `n=${p.start.coldMs.n}; CPU used ${ms(p.start.coldCpuMs.p50)} / ${ms(p.start.coldCpuMs.p99)}`]);
     rows.push(["start: spawn → ready (restart)", ...pair(p.start.warmMs), `n=${p.start.warmMs.n}; CPU used ${ms(p.start.warmCpuMs.p50)} / ${ms(p.start.warmCpuMs.p99)}`]);
+    if (p.start.firstMs && p.start.firstCpuMs) rows.push(["start: first after a build (no code cache)", ...pair(p.start.firstMs), `n=${p.start.firstMs.n}; CPU used ${ms(p.start.firstCpuMs.p50)} / ${ms(p.start.firstCpuMs.p99)}`]);
   }
   if (p.scale) rows.push([`start: restart with ${p.scale.rooms} rooms`, ms(p.scale.restartWithRoomsMs), "", `n=1; CPU used ${ms(p.scale.restartWithRoomsCpuMs)}`]);
   if (p.servers) rows.push([`start: restart with ${p.servers.rooms} rooms, ${p.servers.servers.length} servers`, ms(p.servers.restartWithRoomsMs), "", `n=1; CPU used ${ms(p.servers.restartWithRoomsCpuMs)}`]);

@@ -32,11 +32,19 @@ export class DurableMatrixClient extends MatrixClient {
   /** Every request but the sync waits here for its turn (request-lanes.ts). */
   readonly lanes: RequestLanes;
 
-  constructor(homeserverUrl: string, accessToken: string, storage: IStorageProvider, opts: { requestTimeoutMs?: number; maxConcurrentRequests?: number } = {}) {
+  /** The account's user ID when the start has already asked the homeserver (whoami): not asked twice. */
+  private readonly knownUserId: string | undefined;
+
+  constructor(homeserverUrl: string, accessToken: string, storage: IStorageProvider, opts: { requestTimeoutMs?: number; maxConcurrentRequests?: number; userId?: string } = {}) {
     super(homeserverUrl, accessToken, storage);
+    this.knownUserId = opts.userId;
     this.persistTokenAfterSync = true;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
     this.lanes = new RequestLanes({ maxInFlight: opts.maxConcurrentRequests ?? 6 });
+  }
+
+  override getUserId(): Promise<string> {
+    return this.knownUserId === undefined ? super.getUserId() : Promise.resolve(this.knownUserId);
   }
 
   // The SDK's signature (loosely typed there). The `request` library's timeout is the wait for

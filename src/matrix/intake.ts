@@ -18,13 +18,28 @@ export class MessageIntake {
   private readonly ownUserId: string | undefined;
   private accepting = true;
   private pruner: NodeJS.Timeout | null = null;
+  /** While held, messages are stored and queued but not handled (see `held`). */
+  private gate: Promise<void> | undefined;
+  private openGate: () => void = () => {};
 
-  constructor(opts: { inbox: Inbox; handler: Handler; log: Logger; notBefore: number; ownUserId?: string | undefined }) {
+  /**
+   * `held`: handle nothing until release(). The start runs the sync while the backends recover
+   * the turns of the last run: a message that comes meanwhile is stored at once (the sync token
+   * moves on) and waits, so that a follow-up finds its session's turn known and queues behind it.
+   */
+  constructor(opts: { inbox: Inbox; handler: Handler; log: Logger; notBefore: number; ownUserId?: string | undefined; held?: boolean }) {
     this.inbox = opts.inbox;
     this.handler = opts.handler;
     this.log = opts.log;
     this.notBefore = opts.notBefore;
     this.ownUserId = opts.ownUserId;
+    if (opts.held) this.gate = new Promise((r) => (this.openGate = r));
+  }
+
+  /** Lets held messages be handled, each room's in the order they were queued. */
+  release(): void {
+    this.openGate();
+    this.gate = undefined;
   }
 
   /**
@@ -60,7 +75,7 @@ export class MessageIntake {
     this.enqueue(msg);
   }
 
-  /** Re-queues what a previous process accepted but did not finish. */
+  /** Re-queues what a previous process accepted but did not finish: before the sync starts, so they stay ahead of their rooms' new messages. */
   replayPending(): number {
     const pending = this.inbox.pending();
     for (const p of pending) {
@@ -79,7 +94,7 @@ export class MessageIntake {
   }
 
   private enqueue(msg: IncomingMessage): void {
-    const prev = this.chains.get(msg.roomId) ?? Promise.resolve();
+    const prev = this.chains.get(msg.roomId) ?? this.gate ?? Promise.resolve();
     const next = prev.then(async () => {
       if (this.inbox.isDone(msg.eventId)) return;
       try {

@@ -69,8 +69,9 @@ export class OpencodeConnection {
     this.goneHandlers.push(h);
   }
 
-  start(): void {
-    this.loop = this.run();
+  /** `justChecked`: the caller has just seen the server answer its health check; the first subscribe skips it. */
+  start(opts: { justChecked?: boolean } = {}): void {
+    this.loop = this.run(opts.justChecked === true);
     this.healthTimer = setInterval(() => void this.checkHealth(), this.opts.healthCheckIntervalMs);
     this.healthTimer.unref();
   }
@@ -88,6 +89,16 @@ export class OpencodeConnection {
    * Resolves true once connected again, false after `timeoutMs`.
    */
   resubscribe(timeoutMs = 30_000): Promise<boolean> {
+    const connected = this.waitConnected(timeoutMs, true);
+    this.immediate = true;
+    this.abort?.abort();
+    this.wake?.();
+    return connected;
+  }
+
+  /** Resolves true when connected (at once if so, unless `next`: the next connect), false after `timeoutMs`. */
+  waitConnected(timeoutMs: number, next = false): Promise<boolean> {
+    if (!next && this.state === "connected") return Promise.resolve(true);
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(timer);
@@ -98,9 +109,6 @@ export class OpencodeConnection {
         resolve(false);
       }, timeoutMs);
       this.connectWaiters.add(done);
-      this.immediate = true;
-      this.abort?.abort();
-      this.wake?.();
     });
   }
 
@@ -148,8 +156,9 @@ export class OpencodeConnection {
     for (const h of this.stateHandlers) h(state, error === undefined ? { attempt } : { attempt, error });
   }
 
-  private async run(): Promise<void> {
+  private async run(justChecked: boolean): Promise<void> {
     let failures = 0;
+    let skipProbe = justChecked;
     while (!this.stopped) {
       this.abort = new AbortController();
       const abort = this.abort;
@@ -160,7 +169,8 @@ export class OpencodeConnection {
       try {
         // Once it has failed, a shorter probe: a server still starting may take a probe and never
         // answer it, and 8 s lost to such a probe (plus the wait after it) keeps threads waiting.
-        const probe = await this.probe(failures === 0 ? 8000 : 3000);
+        const probe = skipProbe ? "ok" : await this.probe(failures === 0 ? 8000 : 3000);
+        skipProbe = false;
         // A lost stream whose server now refuses connections is an outage, not a blip: said at once.
         if (probe === "refused" && failures > 0) for (const h of this.goneHandlers) h();
         if (probe !== "ok") throw new Error(probe === "refused" ? "connection refused" : "health check failed");

@@ -58,7 +58,8 @@ export function rememberOpencodeReached(kv: KeyValue, url: string): void {
 }
 
 /** The start-time check of an external OpenCode server (see the top of this file). */
-export async function checkExternalOpencode(url: string, auth: Partial<OpencodeAuth>, kv: KeyValue, log: Logger, env: NodeJS.ProcessEnv = process.env, graceMs = firstStartGraceMs): Promise<void> {
+/** `reached`: it answered (with its version), or the bot starts without it (it was reached before). */
+export async function checkExternalOpencode(url: string, auth: Partial<OpencodeAuth>, kv: KeyValue, log: Logger, env: NodeJS.ProcessEnv = process.env, graceMs = firstStartGraceMs): Promise<{ reached: boolean; version?: string | undefined }> {
   const known = kv.get(reachedKey(url)) !== undefined;
   const end = Date.now() + graceMs;
   let probe = await probeOpencode(url, auth);
@@ -68,12 +69,13 @@ export async function checkExternalOpencode(url: string, auth: Partial<OpencodeA
   }
   if (probe.ok) {
     rememberOpencodeReached(kv, url);
-    return;
+    return { reached: true, version: probe.version };
   }
   const text = opencodeProblemText(url, probe, env);
   if (probe.kind !== "unreachable") throw new StartupError(text, 2, probe.cause);
   if (!known) throw new StartupError(`${text}\nThe bot has never reached this URL, so it is most likely wrong; once it has, the bot waits for OpenCode instead of stopping.`, 1, probe.cause);
   log.warn({ url, problem: probe.problem }, "OpenCode is not reachable; it was before, so the bot starts and keeps trying");
+  return { reached: false };
 }
 
 /** A failed start of the bot's own `opencode serve`, in words; its last log lines stay in the JSON log (the error's cause). */

@@ -110,6 +110,8 @@ export async function createServerUnit(config: BotConfig, spec: ServerSpec, d: O
   let url = spec.url ?? "";
   let version: string | undefined;
   let startProblem: string | undefined;
+  /** It answered its health check just now (the event stream need not ask again). */
+  let answered = false;
   const keeper = spec.url === undefined ? new EmbeddedServerKeeper({ db: d.db, log }) : undefined;
   if (keeper) {
     const ocLog = log.child({ component: "opencode-server" });
@@ -117,13 +119,17 @@ export async function createServerUnit(config: BotConfig, spec: ServerSpec, d: O
     const kept = await keeper.start({ cwd: spec.workspaceDir, passEnv: c.passEnv, sandbox, onLog: (line) => ocLog.debug(line) }).catch(explainEmbeddedFailure);
     auth = kept.auth;
     url = kept.server.url;
+    answered = true;
   } else if (spec.primary) {
-    await checkExternalOpencode(url, auth, d.kv, log);
+    const check = await checkExternalOpencode(url, auth, d.kv, log);
+    version = check.version;
+    answered = check.reached;
   } else {
     // Another machine's server never stops the bot: its rooms are told it is away, the others go on.
     const probe = await probeOpencode(url, auth);
     if (probe.ok) {
       version = probe.version;
+      answered = true;
       rememberOpencodeReached(d.kv, url);
     } else {
       startProblem = opencodeProblemText(url, probe).replace(/\(opencode\.serverUrl[^)]*\)/, `(opencode.servers.${spec.name}.url)`);
@@ -186,10 +192,12 @@ export async function createServerUnit(config: BotConfig, spec: ServerSpec, d: O
     log.info({ state, url: conn.url, ...detail }, "OpenCode connection");
     void runner.onConnectionState(state, c).catch((err: unknown) => log.error({ err }, "telling threads about the connection failed"));
     if (state !== "connected") return;
+    const wasConnectedBefore = wasConnected;
     if (wasConnected) d.metrics.opencodeReconnected(spec.name);
     wasConnected = true;
     startProblem = undefined;
-    void conn.client.global.health().then((h) => (version = h.data?.version ?? version), () => undefined);
+    // The start's check has just read it; after a reconnect the server may be another version.
+    if (wasConnectedBefore || version === undefined) void conn.client.global.health().then((h) => (version = h.data?.version ?? version), () => undefined);
     void runner
       .reconcile()
       .catch((err: unknown) => log.error({ err }, "reconciling turns failed"))
@@ -203,11 +211,9 @@ export async function createServerUnit(config: BotConfig, spec: ServerSpec, d: O
 
   const lifecycle: OpencodeLifecycle = {
     start: async () => {
-      conn.start();
+      conn.start({ justChecked: answered });
       // A server that did not answer the probe is not waited for: the other servers' rooms go on.
-      const end = Date.now() + (startProblem === undefined ? connectWaitMs : 0);
-      while (conn.state !== "connected" && Date.now() < end) await new Promise((r) => setTimeout(r, 25));
-      if (conn.state !== "connected") log.warn({ url }, "OpenCode is not reachable yet; will keep trying");
+      if (!(startProblem === undefined && (await conn.waitConnected(connectWaitMs)))) log.warn({ url }, "OpenCode is not reachable yet; will keep trying");
     },
     stop: async () => {
       await runner.settle();

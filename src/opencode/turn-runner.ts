@@ -262,7 +262,8 @@ export class TurnRunner {
     // Turns whose end fell into a gap of the event stream. Their busy may have fallen into it
     // too, so each idle session is asked whether our prompt has an answer; a few at a time,
     // since after an outage there may be hundreds.
-    const current = (await this.d.conn.client.session.status()).data ?? {};
+    // (Nothing tracked, as at most starts: nothing to ask.)
+    const current = this.active.size === 0 ? {} : ((await this.d.conn.client.session.status()).data ?? {});
     const idle = [...this.active.values()].filter((t) => !t.finishing && current[t.row.sessionId]?.type !== "busy");
     for (const t of this.active.values()) if (current[t.row.sessionId]?.type === "busy") t.sawBusy = true;
     for (let i = 0; i < idle.length; i += 8) await Promise.all(idle.slice(i, i + 8).map((t) => this.tracker.finishIfAnswered(t)));

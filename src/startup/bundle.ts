@@ -1,17 +1,45 @@
 import { createHash } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
 
-// The prebuilt bundle (`npm run build`, scripts/build.ts): the same program as src/ in a few
-// JavaScript files that Node neither type-strips nor resolves file by file, so it starts in under
-// half the time. src/main.ts runs it only while every file it was built from is still as it was;
-// after any edit, checkout or `npm install` that changed one, src/main.ts runs the sources.
+// The prebuilt bundle (`npm run build`, scripts/build.ts): the same program as src/ in one
+// CommonJS file that Node neither type-strips nor resolves file by file, loaded with the code V8
+// compiled for it during the last start (bundle-load.ts), and a launcher in JavaScript. It runs only
+// while every file it was built from is still as it was; after any edit, checkout or `npm install`
+// that changed one, the sources run.
 
 /** Where the bundle lies: two levels below the repository, as src/<dir>/ is (src/store/db.ts finds migrations/ at ../../). */
 export const bundleDir = (repoDir: string): string => join(repoDir, "dist", "bot");
 export const manifestName = "inputs.json";
-export const bundleEntryName = "main.js";
+/** The program (src/run.ts and all it imports). */
+export const bundleEntryName = "app.cjs";
+/** The entry as JavaScript (src/startup/bundle-entry.ts): `node dist/bot/start.mjs`. */
+export const launcherName = "start.mjs";
+/**
+ * The code V8 compiled while the bot started, kept for the next start. Beside the code it was
+ * compiled from, it is as trusted as that code: whoever can write here can change the bundle itself.
+ * (The image makes only this directory writable for the bot's user.)
+ */
+export const codeCacheFile = (repoDir: string): string => join(bundleDir(repoDir), "code-cache", `${bundleEntryName}.cache`);
+
+/** The file to run the bot with: the launcher when built (a start without type stripping), else src/main.ts. */
+export function botEntryFile(repoDir: string): string {
+  const launcher = join(bundleDir(repoDir), launcherName);
+  return existsSync(launcher) ? launcher : join(repoDir, "src", "main.ts");
+}
+
+/** How the launcher (launch.ts) started src/run.ts's main: from the bundle, or from the sources and why (said at debug level). */
+export interface Launch {
+  from: "bundle" | "sources";
+  why?: string;
+  /** The bundle's code cache (bundle-load.ts), said at debug level. */
+  codeCache?: string;
+  /** Called once the bot is ready: the launcher keeps the code compiled so far for the next start. */
+  onReady?: () => void;
+}
+
+/** src/run.ts's main, as the launcher calls it. */
+export type RunMain = (argv: string[], launch: Launch) => Promise<void>;
 
 export interface InputStamp {
   size: number;
@@ -21,7 +49,7 @@ export interface InputStamp {
 
 /** Written beside the bundle: every file it was built from (relative to the repository), as it was then. */
 export interface BundleManifest {
-  version: 1;
+  version: 2;
   entry: string;
   inputs: Record<string, InputStamp>;
 }
@@ -33,6 +61,7 @@ export function stampOf(file: string): InputStamp {
   return { size: st.size, mtimeMs: st.mtimeMs, sha256: sha256Of(file) };
 }
 
+/** `entry`: the bundle's program file (a path). */
 export type BundleState = { fresh: true; entry: string } | { fresh: false; why: string };
 
 /**
@@ -47,7 +76,7 @@ export function bundleState(repoDir: string, dir = bundleDir(repoDir)): BundleSt
   } catch {
     return { fresh: false, why: "not built (npm run build)" };
   }
-  if (manifest.version !== 1 || typeof manifest.inputs !== "object" || manifest.inputs === null) return { fresh: false, why: "built by another version of scripts/build.ts" };
+  if (manifest.version !== 2 || typeof manifest.inputs !== "object" || manifest.inputs === null) return { fresh: false, why: "built by another version of scripts/build.ts" };
   const base = `${repoDir}/`;
   for (const [rel, was] of Object.entries(manifest.inputs)) {
     const file = base + rel; // not join(): about 1,500 times, before anything is optimised
@@ -56,5 +85,5 @@ export function bundleState(repoDir: string, dir = bundleDir(repoDir)): BundleSt
     if (st.size !== was.size) return { fresh: false, why: `${rel} changed` };
     if (st.mtimeMs !== was.mtimeMs && sha256Of(file) !== was.sha256) return { fresh: false, why: `${rel} changed` };
   }
-  return { fresh: true, entry: pathToFileURL(join(dir, manifest.entry)).href };
+  return { fresh: true, entry: join(dir, manifest.entry) };
 }

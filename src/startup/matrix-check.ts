@@ -1,5 +1,5 @@
 import { settingName } from "../config/load.ts";
-import { resolveAccessToken, type Credentials } from "../matrix/bot-client.ts";
+import type { Credentials } from "../matrix/bot-client.ts";
 import type { KeyValue } from "../store/key-value.ts";
 import { StartupError, messageOf, networkProblem } from "./errors.ts";
 
@@ -140,12 +140,24 @@ export async function passwordLogin(creds: Credentials, deviceName: string, env:
  * bot is configured (the token is kept in the database, see resolveAccessToken).
  */
 export async function verifyMatrixAccount(creds: Credentials, kv: KeyValue, env: NodeJS.ProcessEnv = process.env): Promise<{ userId: string; accessToken: string }> {
+  if (creds.accessToken !== undefined) return verifyMatrixToken(creds.homeserverUrl, creds.accessToken, env);
   await checkHomeserver(creds.homeserverUrl, env);
-  if (creds.accessToken !== undefined) {
-    return { userId: await whoami(creds.homeserverUrl, creds.accessToken, settingName("matrix.accessToken", env)), accessToken: creds.accessToken };
-  }
+  // Loaded here, not above: run.ts loads this file before the Matrix SDK (verifyMatrixToken).
+  const { resolveAccessToken } = await import("../matrix/bot-client.ts");
   const accessToken = await resolveAccessToken(creds, kv, async (c) => (await passwordLogin(c, c.deviceName, env)).accessToken);
   return { userId: await whoami(creds.homeserverUrl, accessToken, "the token of the password login"), accessToken };
+}
+
+/**
+ * The homeserver answers and the token is good; needs no database, so the start asks while it
+ * loads the rest (run.ts). Both questions at once; when both fail, the homeserver's problem is
+ * the one to tell.
+ */
+export async function verifyMatrixToken(homeserverUrl: string, accessToken: string, env: NodeJS.ProcessEnv = process.env): Promise<{ userId: string; accessToken: string }> {
+  const [server, who] = await Promise.allSettled([checkHomeserver(homeserverUrl, env), whoami(homeserverUrl, accessToken, settingName("matrix.accessToken", env))]);
+  if (server.status === "rejected") throw server.reason;
+  if (who.status === "rejected") throw who.reason;
+  return { userId: who.value, accessToken };
 }
 
 /** For `--check`: the password login works (the new device is logged out again). Returns the user id. */

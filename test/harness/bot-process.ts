@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { botEntryFile } from "../../src/startup/bundle.ts";
 
 const repoDir = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -11,7 +12,7 @@ export interface LogLine {
 }
 
 /**
- * The bot as users run it: `node src/main.ts` in its own process, configured by environment,
+ * The bot as users run it: `npm start` (the built launcher dist/bot/start.mjs, else src/main.ts) in its own process, configured by environment,
  * its JSON log lines captured (for readiness, for assertions and for the secret scan).
  */
 export class BotProcess {
@@ -28,7 +29,7 @@ export class BotProcess {
 
   private constructor(env: Record<string, string>, args: string[] = []) {
     // The flags of `npm start`.
-    this.proc = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", "--disable-warning=DEP0060", join(repoDir, "src/main.ts"), ...args], {
+    this.proc = spawn(process.execPath, ["--disable-warning=ExperimentalWarning", "--disable-warning=DEP0060", botEntryFile(repoDir), ...args], {
       cwd: repoDir,
       env: { ...process.env, ...env },
       stdio: ["ignore", "pipe", "pipe"],

@@ -226,7 +226,7 @@ describe("Dockerfile", () => {
     assert.ok(runtime.some((l) => /opencode --version/.test(l)), "opencode is on PATH in the runtime image");
   });
 
-  test("runs as a non-root user with data in a volume, a HEALTHCHECK on /health, and node src/main.ts", () => {
+  test("runs as a non-root user with data in a volume, a HEALTHCHECK on /health, and the built launcher", () => {
     const user = runtime.filter((l) => l.startsWith("USER ")).at(-1);
     assert.ok(user && !/^USER (root|0)(:|$)/.test(user), `a non-root USER in the runtime stage (${user ?? "none"})`);
     assert.ok(runtime.some((l) => /^VOLUME .*"\/data"/.test(l)), "VOLUME /data");
@@ -235,7 +235,9 @@ describe("Dockerfile", () => {
     const health = runtime.find((l) => l.startsWith("HEALTHCHECK "));
     assert.match(health ?? "", /CMD \[.*"scripts\/healthcheck\.ts", "bot"\]/);
     assert.match(read("scripts/healthcheck.ts"), /\/health`/);
-    assert.ok(runtime.includes('CMD ["node", "--disable-warning=ExperimentalWarning", "--disable-warning=DEP0060", "src/main.ts"]'));
+    assert.ok(runtime.includes('CMD ["node", "--disable-warning=ExperimentalWarning", "--disable-warning=DEP0060", "dist/bot/start.mjs"]'));
+    assert.ok(runtime.some((l) => /^COPY --from=builder \/app\/dist \.\/dist/.test(l)), "the bundle and its launcher come from the builder");
+    assert.ok(runtime.some((l) => /chown .*\/app\/dist\/bot\/code-cache/.test(l)), "the code cache is the one app directory the bot may write");
   });
 
   test("copies only what exists, and .dockerignore keeps secrets and local state out", () => {
