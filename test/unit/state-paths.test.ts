@@ -20,9 +20,9 @@ function layout(): string {
 const configWith = (env: Record<string, string>): ReturnType<typeof loadConfig> => loadConfig({ file: "/dev/null", env: { ...base, ...env } });
 
 /** The message of the refusal, or "" when the layout is accepted. */
-function refusal(env: Record<string, string>, configFile: string | undefined, cwd?: string): string {
+function refusal(env: Record<string, string>, configFile: string | undefined, cwd?: string, codeDir?: string): string {
   try {
-    checkStateOutsideAgentReach(configWith(env), configFile, cwd);
+    checkStateOutsideAgentReach(configWith(env), configFile, cwd, codeDir);
     return "";
   } catch (err) {
     assert.ok(err instanceof ConfigError, "a ConfigError (exit code 2)");
@@ -72,4 +72,18 @@ test("symlinks are resolved: a link to the workspace does not hide the database 
   assert.equal(realish("ws-link/a/b", r), join(r, "ws", "a", "b"), "a path that does not exist yet resolves through its existing part");
   writeFileSync(join(r, "etc", "config.yaml"), "");
   assert.equal(refusal({ BOT_DATABASE_PATH: "./data/bot.db", OPENCODE_WORKSPACE_DIR: "./ws" }, "etc/config.yaml", r), "");
+});
+
+test("the bot's own files inside the workspace are refused (the agent would write the code the next start runs); a workspace inside the checkout is not", () => {
+  const r = layout();
+  mkdirSync(join(r, "ws", "bot"));
+  const env = { BOT_DATABASE_PATH: join(r, "data", "bot.db"), OPENCODE_WORKSPACE_DIR: join(r, "ws") };
+  const text = refusal(env, undefined, undefined, join(r, "ws", "bot"));
+  assert.match(text, /the bot's own files \(.*\/ws\/bot: its code, dist\/ and the code cache\) lie inside opencode\.workspaceDir/);
+  assert.match(text, /the bot's checkout too, or point the workspace elsewhere/);
+  // ./workspace in the checkout (the example config): the agent writes there, not in src/ or dist/.
+  mkdirSync(join(r, "etc", "workspace"));
+  assert.equal(refusal({ ...env, OPENCODE_WORKSPACE_DIR: join(r, "etc", "workspace") }, undefined, undefined, join(r, "etc")), "");
+  // This checkout, as the tests run it, lies outside their workspaces.
+  assert.equal(refusal(env, undefined), "");
 });
