@@ -70,6 +70,13 @@ export async function startBot(config: BotConfig, log: Logger, opts: { configFil
   });
   const access = new AccessPolicy(config.access.allowedUsers, config.access.strangerNoticeIntervalMs, config.access.admins);
   const names = new DisplayNames(client);
+  client.onSyncResponse = (res) => {
+    try {
+      names.learnFromSync(res);
+    } catch (err) {
+      log.warn({ err }, "could not read the members of a sync response"); // the names are then asked for, as before
+    }
+  };
 
   // "The bot is typing…" while the router hands a prompt on and while any turn in the room runs.
   const typing = new TypingKeeper(client, log.child({ component: "typing" }));

@@ -32,6 +32,8 @@ export class DurableMatrixClient extends MatrixClient {
   /** Every request but the sync waits here for its turn (request-lanes.ts). */
   readonly lanes: RequestLanes;
 
+  /** Sees each sync response as it came (display names learn the rooms' members from it). A throw is the caller's to avoid. */
+  onSyncResponse: ((res: unknown) => void) | undefined;
   /** The account's user ID when the start has already asked the homeserver (whoami): not asked twice. */
   private readonly knownUserId: string | undefined;
 
@@ -68,6 +70,8 @@ export class DurableMatrixClient extends MatrixClient {
       const res: unknown = await super.doSync(token);
       this.lastSyncAt = Date.now();
       this.lastSyncError = undefined;
+      // Before the SDK hands the events on: what a response carries (room state) is known to the handlers.
+      this.onSyncResponse?.(res);
       return res;
     } catch (err) {
       this.lastSyncError = (err as Error).message;

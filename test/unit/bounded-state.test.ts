@@ -69,6 +69,31 @@ test("display names: cached, bounded, refreshed after the ttl and by m.room.memb
   assert.equal(await names.get("!r", "@nobody:x"), "nobody");
 });
 
+test("display names: a small room's members are learnt from the sync response, a large room's are not", async () => {
+  const hs = fakeMembers({ "@alice:x": "Alice (asked)", "@dave:x": "Dave (asked)" });
+  const names = new DisplayNames(hs.client as never, { maxEntries: 1_000 });
+  const member = (user: string, displayname: string, membership = "join"): Record<string, unknown> => ({ type: "m.room.member", state_key: user, sender: user, content: { membership, displayname } });
+  const crowd = Array.from({ length: 150 }, (_, i) => member(`@u${i}:x`, `U${i}`));
+  names.learnFromSync({
+    rooms: {
+      join: {
+        // A join brings the room's state; its timeline the newest events (a rename wins over the state).
+        "!team": { state: { events: [member("@alice:x", "Alice"), member("@bob:x", "Bob"), { type: "m.room.name", state_key: "", content: { name: "x" } }] }, timeline: { events: [member("@bob:x", "Bobby"), member("@carol:x", "Carol", "leave")] } },
+        "!big": { state: { events: [...crowd, member("@dave:x", "Dave")] } },
+        "!odd": { state: { events: "not a list" }, timeline: null },
+      },
+    },
+  });
+  names.learnFromSync(null);
+  names.learnFromSync({ rooms: "nonsense" });
+  assert.equal(await names.get("!team", "@alice:x"), "Alice");
+  assert.equal(await names.get("!team", "@bob:x"), "Bobby");
+  assert.equal(hs.calls(), 0, "no request for the members the sync brought");
+  assert.equal(await names.get("!big", "@dave:x"), "Dave (asked)", "a large room's members are asked for when named");
+  assert.equal(hs.calls(), 1);
+  assert.equal(names.size, 3);
+});
+
 test("stranger notices: one per interval per person and room, and a bounded memory of them", () => {
   const p = new AccessPolicy(["@alice:x"], 60_000, [], { maxStrangers: 50 });
   assert.ok(p.shouldTellStranger("!r", "@m:x", 1000));
