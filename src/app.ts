@@ -94,7 +94,7 @@ export async function startBot(config: BotConfig, log: Logger, opts: { configFil
   // Letta agents hand coding tasks to OpenCode through POST /mcp (letta.delegateToOpencode).
   const delegation = letta && config.letta.delegateToOpencode ? (await import("./mcp/index.ts")).createDelegation(config, { db, letta, opencode, threads, sender, names, log, botUserId: userId }) : undefined;
 
-  metrics.observe({ sendCounters: sender.counters, activeSessions: () => backends.reduce((n, b) => n + (b.activeTurns?.() ?? 0), 0) });
+  metrics.observe({ sendCounters: sender.counters, matrixWaiting: () => client.lanes.queued, activeSessions: () => backends.reduce((n, b) => n + (b.activeTurns?.() ?? 0), 0) });
   // What OpenCode's notify plugin posts (sessions started outside Matrix).
   const notifier = new Notifier({
     threads, turns, sender,

@@ -11,6 +11,8 @@ export interface MetricSources {
   activeSessions?: () => number;
   /** Each OpenCode server: connected or not, and its turns streaming now (label `server`). */
   opencodeServers?: () => Array<{ server: string; up: boolean; activeTurns: number }>;
+  /** Homeserver requests waiting for one of the bot's slots, per lane (RequestLanes.queued): where the wait is under load. */
+  matrixWaiting?: () => Record<string, number>;
 }
 
 /** A counter that follows a monotonic number kept elsewhere (it only ever adds the difference). */
@@ -88,6 +90,15 @@ export class BotMetrics {
       collect() {
         this.reset();
         for (const s of servers()) this.set({ server: s.server }, s.activeTurns);
+      },
+    });
+    new Gauge({
+      name: "bot_matrix_requests_waiting",
+      help: "Homeserver requests waiting for a slot, by lane (alarm, urgent, first, edit, background)",
+      labelNames: ["lane"],
+      registers,
+      collect() {
+        for (const [lane, n] of Object.entries(sources().matrixWaiting?.() ?? {})) this.set({ lane }, n);
       },
     });
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });

@@ -133,6 +133,7 @@ describe("the bot's HTTP endpoints", () => {
     assert.equal(typeof sampleValue(e, "bot_matrix_rate_limited_total"), "number");
     assert.equal(typeof sampleValue(e, "bot_opencode_reconnects_total"), "number");
     assert.equal(sampleValue(e, "bot_active_sessions"), 0, "nothing streaming now");
+    for (const lane of ["alarm", "urgent", "first", "edit", "background"]) assert.equal(typeof sampleValue(e, "bot_matrix_requests_waiting", { lane }), "number", `requests waiting in the ${lane} lane`);
     assert.ok(e.types.has("process_resident_memory_bytes"), "the process metrics");
   });
 

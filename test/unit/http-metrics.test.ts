@@ -1,6 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { BotMetrics } from "../../src/http/metrics.ts";
+import { RequestLanes, inLane } from "../../src/matrix/request-lanes.ts";
 import { parseExposition, sampleValue } from "./http-exposition.ts";
 
 test("the metrics are valid Prometheus text with the bot's counters, gauge and process metrics", async () => {
@@ -56,4 +57,25 @@ test("the exposition reader rejects what Prometheus would", () => {
   assert.throws(() => parseExposition("# TYPE m counter\n# TYPE m gauge\n"), /second TYPE/);
   assert.throws(() => parseExposition("m 1"), /newline/);
   assert.deepEqual(parseExposition('m{a="x\\"y"} +Inf\n').samples, [{ name: "m", labels: { a: 'x"y' }, value: Infinity }]);
+});
+
+test("bot_matrix_requests_waiting: the requests waiting for a homeserver slot, per lane", async () => {
+  const m = new BotMetrics({ defaultMetrics: false });
+  const lanes = new RequestLanes({ maxInFlight: 1 });
+  m.observe({ matrixWaiting: () => lanes.queued });
+  let e = parseExposition(await m.text());
+  assert.equal(sampleValue(e, "bot_matrix_requests_waiting", { lane: "urgent" }), 0, "every lane is there while nothing waits");
+  assert.equal(sampleValue(e, "bot_matrix_requests_waiting", { lane: "edit" }), 0);
+
+  let open: () => void = () => {};
+  const busy = new Promise<void>((r) => (open = r));
+  const running = [lanes.run(() => busy)]; // holds the only slot
+  running.push(inLane("edit", () => lanes.run(async () => undefined)), inLane("edit", () => lanes.run(async () => undefined)), inLane("urgent", () => lanes.run(async () => undefined)));
+  e = parseExposition(await m.text());
+  assert.equal(sampleValue(e, "bot_matrix_requests_waiting", { lane: "edit" }), 2);
+  assert.equal(sampleValue(e, "bot_matrix_requests_waiting", { lane: "urgent" }), 1);
+  open();
+  await Promise.all(running);
+  e = parseExposition(await m.text());
+  assert.equal(sampleValue(e, "bot_matrix_requests_waiting", { lane: "edit" }), 0);
 });
