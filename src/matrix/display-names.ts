@@ -41,8 +41,8 @@ export class DisplayNames {
   /**
    * A sync response: the members of a small room (its state, as a join or the first sync brings
    * it, and its timeline) are cached, so the first prompt of each person needs no request. At 200
-   * prompts at once those requests were 200 of the bot's 1,330, each holding one of its six
-   * request slots ahead of the answers. A large room's members are not: they would crowd out the
+   * prompts at once those requests were 200 of the bot's ≈ 1,100, each holding one of its six
+   * request slots, and each prompt waited for its own before it went to OpenCode. A large room's members are not: they would crowd out the
    * people the bot actually names (those are asked for once, as before).
    */
   learnFromSync(res: unknown): void {

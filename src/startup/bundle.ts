@@ -66,7 +66,7 @@ export type BundleState = { fresh: true; entry: string } | { fresh: false; why: 
 
 /**
  * Is there a bundle built from exactly the files that are here now? Size and modification time
- * first (a stat each, about 1,500 files); a file whose time differs but whose content hash is the
+ * first (a stat each, about 1,100 files, ≈ 19 ms); a file whose time differs but whose content hash is the
  * recorded one (copied with new times, e.g. into an image) still counts as unchanged.
  */
 export function bundleState(repoDir: string, dir = bundleDir(repoDir)): BundleState {
@@ -79,7 +79,7 @@ export function bundleState(repoDir: string, dir = bundleDir(repoDir)): BundleSt
   if (manifest.version !== 2 || typeof manifest.inputs !== "object" || manifest.inputs === null) return { fresh: false, why: "built by another version of scripts/build.ts" };
   const base = `${repoDir}/`;
   for (const [rel, was] of Object.entries(manifest.inputs)) {
-    const file = base + rel; // not join(): about 1,500 times, before anything is optimised
+    const file = base + rel; // not join(): about 1,100 times, before anything is optimised
     const st = statSync(file, { throwIfNoEntry: false });
     if (!st) return { fresh: false, why: `${rel} is gone` };
     if (st.size !== was.size) return { fresh: false, why: `${rel} changed` };
